@@ -1,0 +1,31 @@
+"""The exception tree shared by every Forge package.
+
+`ForgeError` lives in the lowest layer (`events`) so that the log, the actors and the CLI all
+raise from one root; `forge.errors` re-exports it and adds the errors of the upper layers. The
+CLI turns any `ForgeError` into one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppendConflict",
+    "ForgeError",
+    "StoreError",
+    "StoreUnavailable",
+]
+
+
+class ForgeError(Exception):
+    """Raised when Forge refuses or fails an operation for a reason a user should read."""
+
+
+class StoreError(ForgeError):
+    """Raised when the event log cannot be read or written."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised when the Redis server behind the event log cannot be reached."""
+
+
+class AppendConflict(StoreError):
+    """Raised when a conditional append finds that the state it was checked against has moved."""

@@ -1,0 +1,96 @@
+"""The `forge` command: the root group, error handling and the command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from events.errors import ForgeError
+from events.redact import redact
+from forge import __version__
+from forge.cli.app import App
+from forge.cli.config_cmd import config
+from forge.cli.server_cmd import server
+from forge.cli.status_cmd import status
+
+__all__ = ["cli", "main"]
+
+
+class ForgeGroup(click.Group):
+    """A group that turns any `ForgeError` into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except ForgeError as e:
+            raise click.ClickException(redact(str(e))) from None
+        except KeyboardInterrupt:
+            raise click.Abort from None
+        except Exception as e:  # the last net: a bug must still not print a traceback
+            structlog.get_logger("forge.cli").debug("unexpected error", exc_info=True)
+            raise click.ClickException(redact(f"internal error: {type(e).__name__}: {e}")) from None
+        finally:
+            app = ctx.find_object(App)
+            if app is not None:
+                app.close()
+
+
+@click.group(cls=ForgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="forge")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Settings file (default: $FORGE_HOME/config.toml).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log level (default: logging.level, or FORGE_LOG_LEVEL).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["auto", "console", "json"]), help="Log line format."
+)
+@click.pass_context
+def cli(
+    ctx: click.Context, config_file: Path | None, log_level: str | None, log_format: str | None
+) -> None:
+    """Forge runs many Claude Code agents (or any command) on a prioritised queue of tasks,
+    and records every state change in an event log that can rebuild the fleet at any moment.
+    """
+    ctx.obj = App(config_file, {"logging.level": log_level, "logging.format": log_format})
+
+
+@cli.group()
+def task() -> None:
+    """Submit, list, inspect, cancel and retry tasks."""
+
+
+@cli.group()
+def agent() -> None:
+    """List, spawn, pause, resume and kill agents."""
+
+
+@cli.group()
+def daemon() -> None:
+    """Start, stop and inspect the background orchestrator daemon."""
+
+
+@cli.group()
+def events() -> None:
+    """Read, replay, export and verify the event log."""
+
+
+cli.add_command(config)
+cli.add_command(server)
+cli.add_command(status)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="forge")

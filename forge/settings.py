@@ -1,0 +1,330 @@
+"""One typed, validated settings object.
+
+Precedence, lowest first: built-in defaults, `$FORGE_HOME/config.toml` (or `--config FILE`),
+`FORGE_<SECTION>_<FIELD>` environment variables, then command-line flags. This is the only
+module that reads `os.environ`; everything else receives what it needs from here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from events.redact import is_secret_name, redact_value
+from forge.errors import ConfigError
+
+__all__ = [
+    "BreakerSettings",
+    "LoggingSettings",
+    "OrchestratorSettings",
+    "RedisSettings",
+    "RetrySettings",
+    "RuntimeSettings",
+    "Settings",
+    "default_config_text",
+    "environment",
+    "forge_home",
+    "load_settings",
+    "secret_values",
+    "validate_file",
+]
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+
+
+class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class RedisSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    url: str | None = None
+    password: str | None = None
+    namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "forge"
+    appendfsync: Literal["always", "everysec"] = "everysec"
+    connect_timeout: Positive = 5.0
+
+
+class OrchestratorSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    max_concurrent_agents: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    health_check_interval: Positive = 30.0
+    idle_agent_timeout: Positive = 300.0
+    shutdown_grace: NonNegative = 30.0
+    snapshot_every: Count = 1000
+    fleet_budget_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class BreakerSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    failure_threshold: Count = 5
+    success_threshold: Count = 2
+    open_timeout: Positive = 60.0
+
+
+class RetrySettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    max_attempts: Count = 3
+    base_delay: NonNegative = 1.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    max_delay: NonNegative = 300.0
+    jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
+
+
+class RuntimeSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    default: Literal["shell", "claude"] = "shell"
+    claude_binary: str | None = None
+    default_model: str = "sonnet"
+    task_timeout: Positive = 3600.0
+    env_allowlist: list[str] = msgspec.field(
+        default_factory=lambda: ["PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER"]
+    )
+
+
+class LoggingSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    home: str
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    orchestrator: OrchestratorSettings = msgspec.field(default_factory=OrchestratorSettings)
+    breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
+    retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
+    runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
+    logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as plain data with every secret masked, for display."""
+        return dict(redact_value(msgspec.to_builtins(self)))
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "redis": RedisSettings,
+    "orchestrator": OrchestratorSettings,
+    "breaker": BreakerSettings,
+    "retry": RetrySettings,
+    "runtime": RuntimeSettings,
+    "logging": LoggingSettings,
+}
+
+# Short names for the variables people type most; `FORGE_<SECTION>_<FIELD>` always works too.
+ENV_ALIASES = {"FORGE_LOG_LEVEL": "logging.level", "FORGE_LOG_FORMAT": "logging.format"}
+
+FIELD_DOCS = {
+    "redis.url": "Use this Redis/Valkey instead of the embedded server "
+    "(redis://, rediss://, unix://; a password may be in the URL).",
+    "redis.password": "Password for redis.url when it is not in the URL.",
+    "redis.namespace": "Prefix of every key Forge writes; one namespace is one fleet.",
+    "redis.appendfsync": "Embedded server AOF fsync policy: always or everysec.",
+    "redis.connect_timeout": "Seconds to wait for Redis before giving up.",
+    "orchestrator.max_concurrent_agents": "Most agents alive at once.",
+    "orchestrator.health_check_interval": "Seconds between agent health checks.",
+    "orchestrator.idle_agent_timeout": "Seconds an idle agent lives before it is retired.",
+    "orchestrator.shutdown_grace": "Seconds running tasks get to finish on shutdown.",
+    "orchestrator.snapshot_every": "Write a snapshot of the fleet state every N events.",
+    "orchestrator.fleet_budget_usd": "Stop starting attempts once recorded spend reaches this.",
+    "breaker.failure_threshold": "Consecutive failures that open a circuit breaker.",
+    "breaker.success_threshold": "Successes in half-open state that close it again.",
+    "breaker.open_timeout": "Seconds a breaker stays open before a trial (half-open).",
+    "retry.max_attempts": "Attempts per task, the first one included.",
+    "retry.base_delay": "Seconds before the first retry.",
+    "retry.multiplier": "Each further retry waits this many times longer.",
+    "retry.max_delay": "Upper bound of a retry delay, in seconds.",
+    "retry.jitter": "Random spread of a delay, as a fraction of it (0 to 1).",
+    "runtime.default": "Runtime of tasks that do not name one: shell or claude.",
+    "runtime.claude_binary": "Path of the claude CLI (else PATH, else the claude-agent-sdk wheel).",
+    "runtime.default_model": "Model passed to claude when a task names none.",
+    "runtime.task_timeout": "Seconds a task may run when it sets no timeout.",
+    "runtime.env_allowlist": "Environment variables passed through to agents.",
+    "logging.level": "debug, info, warning or error.",
+    "logging.format": "auto (console on a TTY, JSON lines otherwise), console or json.",
+}
+
+
+def environment() -> dict[str, str]:
+    """A copy of the process environment (the one sanctioned read of `os.environ`)."""
+    return dict(os.environ)
+
+
+def forge_home(environ: Mapping[str, str] | None = None) -> Path:
+    """`$FORGE_HOME`, or `~/.forge`."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("FORGE_HOME") or Path.home() / ".forge").expanduser()
+
+
+def secret_values(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every secret value Forge knows of, so the redactor can mask it anywhere."""
+    env = os.environ if environ is None else environ
+    found = [value for name, value in env.items() if is_secret_name(name) and value]
+    if settings.redis.password:
+        found.append(settings.redis.password)
+    if settings.redis.url and "@" in settings.redis.url:
+        userinfo = settings.redis.url.split("://", 1)[-1].rsplit("@", 1)[0]
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+    return found
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"not UTF-8 text (byte {e.start})"], str(path)) from None
+    except OSError as e:
+        raise ConfigError([f"cannot read {path}: {e.strerror}"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"not valid TOML: {e}"], str(path)) from None
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, str]:
+    layer: dict[str, str] = {}
+    for section, cls in SECTIONS.items():
+        for field in msgspec.structs.fields(cls):
+            name = f"FORGE_{section}_{field.name}".upper()
+            if name in environ:
+                layer[f"{section}.{field.name}"] = environ[name]
+    for alias, path in ENV_ALIASES.items():
+        if alias in environ:
+            layer[path] = environ[alias]
+    return layer
+
+
+def _coerce_text(value: str, field_type: Any) -> Any:
+    """Environment and flag values arrive as text; lists are comma-separated."""
+    if "list[" in str(field_type):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if value == "" and "None" in str(field_type):
+        return None
+    return value
+
+
+def _check(
+    raw: Mapping[str, Any], text_layer: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Validate every field on its own so that every problem is reported, not just the first."""
+    problems: list[str] = []
+    merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for key, value in raw.items():
+        if key not in SECTIONS:
+            problems.append(f"{key}: unknown section (expected one of {', '.join(SECTIONS)})")
+        elif not isinstance(value, dict):
+            problems.append(f"{key}: expected a table, got {type(value).__name__}")
+        else:
+            merged[key].update({name: (v, True) for name, v in value.items()})
+    for path, text in text_layer.items():
+        section, name = path.split(".", 1)
+        merged[section][name] = (text, False)
+
+    built: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        fields = {f.name: f.type for f in msgspec.structs.fields(cls)}
+        values: dict[str, Any] = {}
+        for name, (value, strict) in merged[section].items():
+            path = f"{section}.{name}"
+            if name not in fields:
+                problems.append(f"{path}: unknown setting")
+                continue
+            candidate = value if strict else _coerce_text(value, fields[name])
+            try:
+                values[name] = msgspec.convert(candidate, fields[name], strict=strict)
+            except msgspec.ValidationError as e:
+                shown = redact_value(value, name)
+                problems.append(f"{path}: {e} (got {shown!r})")
+        built[section] = values
+    problems.extend(_check_relations(built))
+    return built, problems
+
+
+def _check_relations(built: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    retry = {**msgspec.structs.asdict(RetrySettings()), **built["retry"]}
+    if retry["max_delay"] < retry["base_delay"]:
+        return [
+            f"retry.max_delay: must be at least retry.base_delay "
+            f"({retry['max_delay']} < {retry['base_delay']})"
+        ]
+    return []
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the effective settings: defaults < file < FORGE_* environment < `overrides`.
+
+    `overrides` maps dotted paths (`"orchestrator.max_concurrent_agents"`) to values typed by
+    command-line flags; `None` values are ignored.
+    """
+    env = os.environ if environ is None else environ
+    home = forge_home(env)
+    explicit = config_file or env.get("FORGE_CONFIG")
+    path = Path(explicit).expanduser() if explicit else home / "config.toml"
+    raw = _read_toml(path) if explicit or path.exists() else {}
+
+    text_layer = _env_layer(env)
+    typed_overrides: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if "." not in key or key.split(".", 1)[0] not in SECTIONS:
+            raise ConfigError([f"{key}: unknown setting"])
+        if isinstance(value, str):
+            text_layer[key] = value
+        else:
+            typed_overrides[key] = value
+    for key, value in typed_overrides.items():
+        section, name = key.split(".", 1)
+        raw = {**raw, section: {**raw.get(section, {}), name: value}}
+
+    built, problems = _check(raw, text_layer)
+    if problems:
+        raise ConfigError(problems, str(path) if raw else None)
+    return msgspec.convert({"home": str(home), **built}, Settings)
+
+
+def validate_file(path: str | Path) -> list[str]:
+    """Every problem in a settings file (empty when it is valid), each prefixed by its path."""
+    raw = _read_toml(Path(path))
+    _, problems = _check(raw, {})
+    return problems
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return msgspec.json.encode(value).decode()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def default_config_text() -> str:
+    """A commented settings file holding every default, for `forge config init`."""
+    lines = [
+        "# Forge settings. Precedence: this file < FORGE_<SECTION>_<FIELD> variables < flags.",
+        "# `forge config validate` checks this file; `forge config show` prints the result.",
+    ]
+    for section, cls in SECTIONS.items():
+        lines += ["", f"[{section}]"]
+        defaults = msgspec.structs.asdict(cls())
+        for name, value in defaults.items():
+            lines.append(f"# {FIELD_DOCS.get(f'{section}.{name}', name)}")
+            if value is None:
+                lines.append(f"# {name} = ")
+            else:
+                lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
