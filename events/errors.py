@@ -12,6 +12,8 @@ __all__ = [
     "ForgeError",
     "StoreError",
     "StoreUnavailable",
+    "TaskConflict",
+    "UndecodableEvent",
 ]
 
 
@@ -29,3 +31,19 @@ class StoreUnavailable(StoreError):
 
 class AppendConflict(StoreError):
     """Raised when a conditional append finds that the state it was checked against has moved."""
+
+
+class TaskConflict(AppendConflict):
+    """Raised when a conditional append finds a task's index entry not as the writer expected."""
+
+    def __init__(
+        self, task_id: str, expected: dict[str, object], current: dict[str, object] | None
+    ) -> None:
+        self.task_id = task_id
+        self.expected = expected
+        self.current = current  # the task's index entry (state, attempt, epoch), None if unknown
+        super().__init__(f"task {task_id!r}: expected {expected}, found {current}")
+
+
+class UndecodableEvent(StoreError):
+    """Raised when a log entry cannot be decoded into a known event."""

@@ -1,0 +1,437 @@
+"""The fleet-state projection: `apply(state, event)`, a pure fold over the log.
+
+`apply` mutates `state` in place and returns it. It is deterministic: no I/O, no clock, no
+randomness; every time it records comes from the event's own `at`. An event whose transition is
+illegal (see `events.transitions`) is ignored and counted in `state.anomalies`, never raised,
+so a replay cannot crash on a surprising log. `apply` does not know stream ids: the reader sets
+`state.position` after applying an entry (or a page of entries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from events import types as t
+from events.state import (
+    AgentState,
+    AttemptRecord,
+    BreakerState,
+    FleetState,
+    NodeState,
+    TaskState,
+    to_builtins,
+)
+from events.transitions import TERMINAL_STATES, TRANSITIONS
+
+__all__ = ["FleetState", "apply", "apply_all", "to_builtins"]
+
+Handler = Callable[[FleetState, Any], None]
+
+
+def apply(state: FleetState, event: t.Event) -> FleetState:
+    """Fold one event into `state` (mutated in place) and return it."""
+    state.event_count += 1
+    state.last_at = event.at
+    handler = _HANDLERS.get(type(event))
+    if handler is not None:
+        handler(state, event)
+    return state
+
+
+def apply_all(state: FleetState, events: Iterable[t.Event]) -> FleetState:
+    """Fold many events into `state`, in order."""
+    handlers = _HANDLERS
+    n = 0
+    at = state.last_at
+    for event in events:
+        n += 1
+        at = event.at
+        handler = handlers.get(type(event))
+        if handler is not None:
+            handler(state, event)
+    state.event_count += n
+    state.last_at = at
+    return state
+
+
+def _anomaly(state: FleetState, event: t.Event) -> None:
+    state.anomalies += 1
+    tag = str(type(event).__struct_config__.tag)
+    state.anomaly_kinds[tag] = state.anomaly_kinds.get(tag, 0) + 1
+
+
+def _task(state: FleetState, event: Any) -> TaskState | None:
+    """The event's task if its transition is legal from the task's state, else None."""
+    task = state.tasks.get(event.task_id)
+    rule = TRANSITIONS[type(event)]
+    if task is None or task.state not in rule.sources:
+        _anomaly(state, event)
+        return None
+    if rule.match_attempt and event.attempt != task.attempt:
+        _anomaly(state, event)
+        return None
+    return task
+
+
+def _enqueue(state: FleetState, task: TaskState) -> None:
+    task.state = "queued"
+    state.queue_seq += 1
+    task.queued_seq = state.queue_seq
+    state.queues[task.definition.priority][task.task_id] = None
+
+
+def _dequeue(state: FleetState, task: TaskState) -> None:
+    state.queues[task.definition.priority].pop(task.task_id, None)
+
+
+def _finish(state: FleetState, task: TaskState, new_state: str, at: float) -> None:
+    _dequeue(state, task)
+    task.state = new_state
+    task.finished_at = at
+    state.cancel_requests.pop(task.task_id, None)
+
+
+def _record(task: TaskState) -> AttemptRecord | None:
+    rec = task.history[-1] if task.history else None
+    return rec if rec is not None and rec.attempt == task.attempt else None
+
+
+def _add_cost(state: FleetState, task: TaskState, rec: AttemptRecord, cost: float) -> None:
+    delta = cost - rec.cost_usd
+    if delta > 0:
+        rec.cost_usd = cost
+        task.cost_usd += delta
+        state.total_cost_usd += delta
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+def _submitted(state: FleetState, e: t.TaskSubmitted) -> None:
+    spec = e.spec
+    key = spec.idempotency_key
+    if e.task_id in state.tasks or (key is not None and key in state.idempotency):
+        _anomaly(state, e)
+        return
+    task = TaskState(task_id=e.task_id, state="pending", definition=spec, submitted_at=e.at)
+    state.tasks[e.task_id] = task
+    if key is not None:
+        state.idempotency[key] = e.task_id
+    for dep in spec.after:
+        state.dependants.setdefault(dep, []).append(e.task_id)
+    if not state.unmet_dependencies(e.task_id):
+        _enqueue(state, task)
+
+
+def _queued(state: FleetState, e: t.TaskQueued) -> None:
+    task = _task(state, e)
+    if task is None:
+        return
+    task.not_before = None
+    task.finished_at = None
+    state.retry_requests.pop(e.task_id, None)
+    _enqueue(state, task)
+
+
+def _assigned(state: FleetState, e: t.TaskAssigned) -> None:
+    task = _task(state, e)
+    if task is None:
+        return
+    _dequeue(state, task)
+    task.state = "assigned"
+    task.attempt = e.attempt
+    task.agent_id = e.agent_id
+    task.epoch = e.epoch
+    task.node_id = e.node_id
+    task.pid = task.create_time = task.log_path = None
+    task.history.append(
+        AttemptRecord(
+            attempt=e.attempt,
+            agent_id=e.agent_id,
+            epoch=e.epoch,
+            node_id=e.node_id,
+            assigned_at=e.at,
+            session_id=task.session_id,
+        )
+    )
+
+
+def _started(state: FleetState, e: t.TaskStarted) -> None:
+    task = _task(state, e)
+    if task is None:
+        return
+    task.state = "running"
+    task.pid = e.pid
+    task.create_time = e.create_time
+    task.log_path = e.log_path
+    if e.session_id is not None:
+        task.session_id = e.session_id
+    rec = _record(task)
+    if rec is not None:
+        rec.outcome = "running"
+        rec.started_at = e.at
+        rec.pid = e.pid
+        rec.session_id = task.session_id
+
+
+def _progress(state: FleetState, e: t.TaskProgress) -> None:
+    task = _task(state, e)
+    if task is not None:
+        task.progress = e.summary
+
+
+def _usage(state: FleetState, e: t.TaskUsage) -> None:
+    task = _task(state, e)
+    if task is None:
+        return
+    rec = _record(task)
+    if rec is None:
+        return
+    task.input_tokens += e.input_tokens - rec.input_tokens
+    task.output_tokens += e.output_tokens - rec.output_tokens
+    rec.input_tokens = e.input_tokens
+    rec.output_tokens = e.output_tokens
+    _add_cost(state, task, rec, e.cost_usd)
+
+
+def _checkpointed(state: FleetState, e: t.TaskCheckpointed) -> None:
+    task = _task(state, e)
+    if task is not None:
+        task.session_id = e.session_id
+        rec = _record(task)
+        if rec is not None:
+            rec.session_id = e.session_id
+
+
+def _completed(state: FleetState, e: t.TaskCompleted) -> None:
+    task = _task(state, e)
+    if task is None:
+        return
+    _finish(state, task, "completed", e.at)
+    task.result = e.result
+    task.exit_code = e.exit_code
+    rec = _record(task)
+    if rec is not None:
+        rec.outcome = "completed"
+        rec.finished_at = e.at
+        rec.exit_code = e.exit_code
+        _add_cost(state, task, rec, e.cost_usd)
+
+
+def _failed(state: FleetState, e: t.TaskFailed) -> None:
+    task = _task(state, e)
+    if task is None:
+        return
+    _finish(state, task, "failed", e.at)
+    task.last_failure = e.failure
+    task.last_reason = e.reason
+    task.exit_code = e.exit_code
+    rec = _record(task)
+    if rec is not None:
+        rec.outcome = "failed"
+        rec.finished_at = e.at
+        rec.failure = e.failure
+        rec.reason = e.reason
+        rec.exit_code = e.exit_code
+
+
+def _retry_scheduled(state: FleetState, e: t.TaskRetryScheduled) -> None:
+    task = _task(state, e)
+    if task is not None:
+        task.state = "retry_wait"
+        task.not_before = e.not_before
+        task.finished_at = None
+
+
+def _dead_lettered(state: FleetState, e: t.TaskDeadLettered) -> None:
+    task = _task(state, e)
+    if task is not None:
+        _finish(state, task, "dead_lettered", e.at)
+        task.last_reason = e.reason or task.last_reason
+
+
+def _cancelled(state: FleetState, e: t.TaskCancelled) -> None:
+    task = _task(state, e)
+    if task is not None:
+        _finish(state, task, "cancelled", e.at)
+        task.last_reason = e.reason
+
+
+# -- control requests ----------------------------------------------------------------------
+
+
+def _cancel_requested(state: FleetState, e: t.TaskCancelRequested) -> None:
+    task = state.tasks.get(e.task_id)
+    if task is not None and task.state not in TERMINAL_STATES:
+        state.cancel_requests[e.task_id] = e.at
+
+
+def _retry_requested(state: FleetState, e: t.TaskRetryRequested) -> None:
+    if e.task_id in state.tasks:
+        state.retry_requests[e.task_id] = e.at
+
+
+def _agent_request(state: FleetState, e: t.Event) -> None:
+    state.agent_requests += 1
+
+
+def _stop_requested(state: FleetState, e: t.DaemonStopRequested) -> None:
+    state.stop_requested = True
+
+
+# -- agents --------------------------------------------------------------------------------
+
+
+def _spawned(state: FleetState, e: t.AgentSpawned) -> None:
+    if e.agent_id in state.agents:
+        _anomaly(state, e)
+        return
+    state.agents[e.agent_id] = AgentState(
+        agent_id=e.agent_id,
+        runtime=e.runtime,
+        tags=list(e.tags),
+        node_id=e.node_id,
+        spawned_at=e.at,
+        updated_at=e.at,
+    )
+
+
+def _agent(state: FleetState, e: Any) -> AgentState | None:
+    agent = state.agents.get(e.agent_id)
+    if agent is None or agent.status == "terminated":
+        _anomaly(state, e)
+        return None
+    agent.updated_at = e.at
+    return agent
+
+
+def _agent_status(status: str, *, clear_task: bool = False, reason: bool = False) -> Handler:
+    def handle(state: FleetState, e: Any) -> None:
+        agent = _agent(state, e)
+        if agent is None:
+            return
+        agent.status = status
+        if clear_task:
+            agent.task_id = agent.attempt = None
+        if reason:
+            agent.reason = e.reason
+
+    return handle
+
+
+def _busy(state: FleetState, e: t.AgentBusy) -> None:
+    agent = _agent(state, e)
+    if agent is not None:
+        agent.status = "busy"
+        agent.task_id = e.task_id
+        agent.attempt = e.attempt
+
+
+def _resumed(state: FleetState, e: t.AgentResumed) -> None:
+    agent = _agent(state, e)
+    if agent is not None:
+        agent.status = "busy" if agent.task_id is not None else "idle"
+
+
+# -- breakers, budget, daemon, nodes -------------------------------------------------------
+
+
+def _breaker(state: FleetState, name: str, at: float) -> BreakerState:
+    breaker = state.breakers.get(name)
+    if breaker is None:
+        breaker = state.breakers[name] = BreakerState(name=name)
+    breaker.changed_at = at
+    return breaker
+
+
+def _breaker_opened(state: FleetState, e: t.BreakerOpened) -> None:
+    b = _breaker(state, e.name, e.at)
+    b.state, b.until, b.failures, b.reason = "open", e.until, e.failures, e.reason
+
+
+def _breaker_half_opened(state: FleetState, e: t.BreakerHalfOpened) -> None:
+    _breaker(state, e.name, e.at).state = "half_open"
+
+
+def _breaker_closed(state: FleetState, e: t.BreakerClosed) -> None:
+    b = _breaker(state, e.name, e.at)
+    b.state, b.until, b.failures, b.reason = "closed", None, 0, None
+
+
+def _budget_exhausted(state: FleetState, e: t.BudgetExhausted) -> None:
+    state.budget_exhausted = True
+    state.budget_spent_usd = e.spent_usd
+    state.budget_limit_usd = e.limit_usd
+
+
+def _daemon_started(state: FleetState, e: t.DaemonStarted) -> None:
+    if e.epoch < state.daemon_epoch:
+        _anomaly(state, e)
+        return
+    state.daemon_node, state.daemon_epoch, state.daemon_pid = e.node_id, e.epoch, e.pid
+    state.daemon_running = True
+    state.stop_requested = False
+
+
+def _daemon_stopped(state: FleetState, e: t.DaemonStopped) -> None:
+    if e.epoch != state.daemon_epoch:
+        _anomaly(state, e)
+        return
+    state.daemon_running = False
+
+
+def _lease_taken(state: FleetState, e: t.NodeLeaseTaken) -> None:
+    node = state.nodes.get(e.node_id)
+    if node is not None and e.epoch < node.epoch:
+        _anomaly(state, e)
+        return
+    state.nodes[e.node_id] = NodeState(node_id=e.node_id, epoch=e.epoch, expires_at=e.expires_at)
+
+
+def _lease_lost(state: FleetState, e: t.NodeLeaseLost) -> None:
+    node = state.nodes.get(e.node_id)
+    if node is None or node.epoch != e.epoch:
+        _anomaly(state, e)
+        return
+    node.held = False
+
+
+_HANDLERS: dict[type[t.Event], Handler] = {
+    t.TaskSubmitted: _submitted,
+    t.TaskQueued: _queued,
+    t.TaskAssigned: _assigned,
+    t.TaskStarted: _started,
+    t.TaskProgress: _progress,
+    t.TaskUsage: _usage,
+    t.TaskCheckpointed: _checkpointed,
+    t.TaskCompleted: _completed,
+    t.TaskFailed: _failed,
+    t.TaskRetryScheduled: _retry_scheduled,
+    t.TaskDeadLettered: _dead_lettered,
+    t.TaskCancelled: _cancelled,
+    t.TaskCancelRequested: _cancel_requested,
+    t.TaskRetryRequested: _retry_requested,
+    t.AgentSpawnRequested: _agent_request,
+    t.AgentKillRequested: _agent_request,
+    t.AgentPauseRequested: _agent_request,
+    t.AgentResumeRequested: _agent_request,
+    t.DaemonStopRequested: _stop_requested,
+    t.AgentSpawned: _spawned,
+    t.AgentReady: _agent_status("ready"),
+    t.AgentBusy: _busy,
+    t.AgentIdle: _agent_status("idle", clear_task=True),
+    t.AgentUnhealthy: _agent_status("unhealthy", reason=True),
+    t.AgentCrashed: _agent_status("crashed", clear_task=True, reason=True),
+    t.AgentPaused: _agent_status("paused"),
+    t.AgentResumed: _resumed,
+    t.AgentTerminated: _agent_status("terminated", clear_task=True, reason=True),
+    t.BreakerOpened: _breaker_opened,
+    t.BreakerHalfOpened: _breaker_half_opened,
+    t.BreakerClosed: _breaker_closed,
+    t.BudgetExhausted: _budget_exhausted,
+    t.DaemonStarted: _daemon_started,
+    t.DaemonStopped: _daemon_stopped,
+    t.NodeLeaseTaken: _lease_taken,
+    t.NodeLeaseLost: _lease_lost,
+}

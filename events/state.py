@@ -1,0 +1,221 @@
+"""The fleet-state projection's data: tasks, the queue by priority, agents, breakers, costs.
+
+These Structs are mutable on purpose: `events.projection.apply` updates them in place, which
+keeps replay of a long log fast. They compare by value, encode to msgpack (snapshots) and copy
+with `FleetState.copy()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+
+from events.redact import redact_value
+from events.transitions import TERMINAL_STATES
+from events.types import TaskDefinition
+
+__all__ = [
+    "PRIORITIES",
+    "AgentState",
+    "AttemptRecord",
+    "BreakerState",
+    "FleetState",
+    "NodeState",
+    "TaskState",
+    "to_builtins",
+]
+
+PRIORITIES = (1, 2, 3, 4, 5)
+
+
+class AttemptRecord(msgspec.Struct, kw_only=True, gc=False):
+    """One attempt of a task: who ran it, how it ended, what it cost."""
+
+    attempt: int
+    agent_id: str | None = None
+    epoch: int | None = None
+    node_id: str | None = None
+    assigned_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    outcome: str = "assigned"  # assigned|running|completed|failed
+    failure: str | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    pid: int | None = None
+    session_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class TaskState(msgspec.Struct, kw_only=True):
+    """A task as the log says it is now."""
+
+    task_id: str
+    state: str
+    definition: TaskDefinition
+    attempt: int = 0
+    agent_id: str | None = None
+    epoch: int | None = None
+    node_id: str | None = None
+    pid: int | None = None
+    create_time: float | None = None
+    log_path: str | None = None
+    session_id: str | None = None
+    not_before: float | None = None
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    last_failure: str | None = None
+    last_reason: str | None = None
+    progress: str | None = None
+    result: str | None = None
+    exit_code: int | None = None
+    submitted_at: float = 0.0
+    finished_at: float | None = None
+    queued_seq: int = 0
+    history: list[AttemptRecord] = []
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def current(self) -> AttemptRecord | None:
+        """The record of the latest attempt, if any."""
+        return self.history[-1] if self.history else None
+
+
+class AgentState(msgspec.Struct, kw_only=True, gc=False):
+    """An agent: spawned, ready, idle, busy, paused, unhealthy, crashed or terminated."""
+
+    agent_id: str
+    status: str = "spawned"
+    runtime: str = "shell"
+    tags: list[str] = []
+    node_id: str = ""
+    task_id: str | None = None
+    attempt: int | None = None
+    reason: str | None = None
+    spawned_at: float = 0.0
+    updated_at: float = 0.0
+
+
+class BreakerState(msgspec.Struct, kw_only=True, gc=False):
+    """A circuit breaker: closed, open (until a wall-clock time) or half_open."""
+
+    name: str
+    state: str = "closed"
+    until: float | None = None
+    failures: int = 0
+    reason: str | None = None
+    changed_at: float = 0.0
+
+
+class NodeState(msgspec.Struct, kw_only=True, gc=False):
+    """A node's lease on the fleet: its epoch and when the lease expires."""
+
+    node_id: str
+    epoch: int
+    expires_at: float
+    held: bool = True
+
+
+def _empty_queues() -> dict[int, dict[str, None]]:
+    return {p: {} for p in PRIORITIES}
+
+
+class FleetState(msgspec.Struct, kw_only=True):
+    """Everything the log says about the fleet, as of `position` (the last stream id applied)."""
+
+    tasks: dict[str, TaskState] = {}
+    queues: dict[int, dict[str, None]] = msgspec.field(default_factory=_empty_queues)
+    queue_seq: int = 0
+    idempotency: dict[str, str] = {}  # idempotency key -> task id
+    dependants: dict[str, list[str]] = {}  # task id -> ids of tasks waiting on it
+    agents: dict[str, AgentState] = {}
+    breakers: dict[str, BreakerState] = {}
+    nodes: dict[str, NodeState] = {}
+    total_cost_usd: float = 0.0
+    budget_exhausted: bool = False
+    budget_spent_usd: float | None = None
+    budget_limit_usd: float | None = None
+    daemon_node: str | None = None
+    daemon_epoch: int = 0
+    daemon_pid: int | None = None
+    daemon_running: bool = False
+    stop_requested: bool = False
+    cancel_requests: dict[str, float] = {}  # task id -> when requested, until it ends
+    retry_requests: dict[str, float] = {}  # task id -> when requested, until it is queued
+    agent_requests: int = 0
+    position: str = "0-0"
+    event_count: int = 0
+    anomalies: int = 0
+    anomaly_kinds: dict[str, int] = {}  # event tag -> how many were ignored as illegal
+    last_at: float = 0.0
+
+    # -- queue view ---------------------------------------------------------------------
+
+    def queued(self) -> Iterator[str]:
+        """Queued task ids in dispatch order: priority 1 first, FIFO within a priority."""
+        for p in PRIORITIES:
+            yield from self.queues[p]
+
+    def next_queued(self, predicate: Callable[[TaskState], bool] | None = None) -> str | None:
+        """The first queued task id (in dispatch order) whose task satisfies `predicate`."""
+        for p in PRIORITIES:
+            for task_id in self.queues[p]:
+                if predicate is None or predicate(self.tasks[task_id]):
+                    return task_id
+        return None
+
+    def queue_length(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    # -- dependencies -------------------------------------------------------------------
+
+    def unmet_dependencies(self, task_id: str) -> list[str]:
+        """The dependencies of `task_id` that have not completed (unknown ones included)."""
+        task = self.tasks[task_id]
+        return [
+            d
+            for d in task.definition.after
+            if (dep := self.tasks.get(d)) is None or dep.state != "completed"
+        ]
+
+    def ready_dependants(self, task_id: str) -> list[str]:
+        """Pending tasks waiting on `task_id` whose dependencies have now all completed."""
+        return [
+            t
+            for t in self.dependants.get(task_id, ())
+            if self.tasks[t].state == "pending" and not self.unmet_dependencies(t)
+        ]
+
+    # -- comparison and copies ----------------------------------------------------------
+
+    def copy(self) -> FleetState:
+        """A deep copy."""
+        return _STATE_DECODER.decode(_ENCODER.encode(self))
+
+    def same_as(self, other: FleetState) -> bool:
+        """Equal including every ordering (queue FIFO, insertion order of each map)."""
+        return _ENCODER.encode(self) == _ENCODER.encode(other)
+
+    def counts(self) -> dict[str, int]:
+        """How many tasks are in each state."""
+        out: dict[str, int] = {}
+        for task in self.tasks.values():
+            out[task.state] = out.get(task.state, 0) + 1
+        return out
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_STATE_DECODER = msgspec.msgpack.Decoder(FleetState)
+
+
+def to_builtins(obj: Any) -> Any:
+    """JSON-ready builtins of any state or event, with secrets (e.g. in task env) redacted."""
+    return redact_value(msgspec.to_builtins(obj, str_keys=True))
