@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from forge.errors import ServerError
 
@@ -76,11 +78,12 @@ class EmbeddedServer:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
-    def client(self, timeout: float = 5.0) -> redis.Redis:
+    def client(self, timeout: float = 5.0, retries: int = 3) -> redis.Redis:
         return redis.Redis(
             unix_socket_path=str(self.socket),
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), retries),
         )
 
     # -- inspection -----------------------------------------------------------------------
@@ -110,7 +113,7 @@ class EmbeddedServer:
         if not self.socket.exists():
             return False
         try:
-            with contextlib.closing(self.client(timeout=1.0)) as conn:
+            with contextlib.closing(self.client(timeout=1.0, retries=0)) as conn:
                 return bool(conn.ping())
         except (redis.RedisError, OSError):
             return False
@@ -242,10 +245,24 @@ class EmbeddedServer:
                 contextlib.closing(self.client()) as conn,
             ):
                 conn.shutdown(nosave=False)
-            try:
-                proc.wait(_STOP_TIMEOUT)
-            except psutil.TimeoutExpired:
+            if not _wait_gone(proc, _STOP_TIMEOUT):
                 proc.kill()
-                proc.wait(_STOP_TIMEOUT)
+                _wait_gone(proc, _STOP_TIMEOUT)
             self._clean_stale()
             return True
+
+
+def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
+    """Wait until a process has exited. A zombie counts as exited: the server daemonized, so
+    its parent is init, which may take its time to reap it."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return False

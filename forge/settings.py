@@ -212,9 +212,13 @@ def _coerce_text(value: str, field_type: Any) -> Any:
 
 
 def _check(
-    raw: Mapping[str, Any], text_layer: Mapping[str, str]
+    raw: Mapping[str, Any], later: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
-    """Validate every field on its own so that every problem is reported, not just the first."""
+    """Validate every field on its own so that every problem is reported, not just the first.
+
+    `raw` is the file's content; `later` maps dotted paths to values that override it, in
+    order (environment, then flags). Text values there are parsed leniently ("5" is an int).
+    """
     problems: list[str] = []
     merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     for key, value in raw.items():
@@ -224,9 +228,9 @@ def _check(
             problems.append(f"{key}: expected a table, got {type(value).__name__}")
         else:
             merged[key].update({name: (v, True) for name, v in value.items()})
-    for path, text in text_layer.items():
+    for path, value in (later or {}).items():
         section, name = path.split(".", 1)
-        merged[section][name] = (text, False)
+        merged[section][name] = (value, not isinstance(value, str))
 
     built: dict[str, Any] = {}
     for section, cls in SECTIONS.items():
@@ -274,22 +278,15 @@ def load_settings(
     path = Path(explicit).expanduser() if explicit else home / "config.toml"
     raw = _read_toml(path) if explicit or path.exists() else {}
 
-    text_layer = _env_layer(env)
-    typed_overrides: dict[str, Any] = {}
+    later: dict[str, Any] = dict(_env_layer(env))
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         if "." not in key or key.split(".", 1)[0] not in SECTIONS:
             raise ConfigError([f"{key}: unknown setting"])
-        if isinstance(value, str):
-            text_layer[key] = value
-        else:
-            typed_overrides[key] = value
-    for key, value in typed_overrides.items():
-        section, name = key.split(".", 1)
-        raw = {**raw, section: {**raw.get(section, {}), name: value}}
+        later[key] = value
 
-    built, problems = _check(raw, text_layer)
+    built, problems = _check(raw, later)
     if problems:
         raise ConfigError(problems, str(path) if raw else None)
     return msgspec.convert({"home": str(home), **built}, Settings)
@@ -298,7 +295,7 @@ def load_settings(
 def validate_file(path: str | Path) -> list[str]:
     """Every problem in a settings file (empty when it is valid), each prefixed by its path."""
     raw = _read_toml(Path(path))
-    _, problems = _check(raw, {})
+    _, problems = _check(raw)
     return problems
 
 

@@ -64,7 +64,7 @@ def json_option(func: F) -> F:
 def echo_data(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
     """Print `data` as JSON (secrets masked) or through its human renderer."""
     if as_json:
-        plain = redact_value(msgspec.to_builtins(data))
+        plain = redact_value(msgspec.to_builtins(data, enc_hook=str))
         sys.stdout.write(msgspec.json.encode(plain).decode() + "\n")
     else:
         click.echo(redact(human(data)))
