@@ -1,0 +1,51 @@
+"""Every Redis key name Forge's event log uses, in one place.
+
+All keys of a namespace share the hash tag `{ns}`, so on Redis Cluster they live in one slot and
+the Lua scripts may touch several of them atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["PREFIX", "Keys"]
+
+PREFIX = "forge"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The key names of one namespace."""
+
+    namespace: str
+    log: str  # the event stream
+    index: str  # hash: task id -> "state|attempt|epoch" (derived, rebuildable)
+    idempotency: str  # hash: idempotency key -> task id (derived, rebuildable)
+    quarantine: str  # hash: stream id -> msgpack Quarantined record
+    snapshots: str  # sorted set: snapshot key by stream position (ms part) -> newest last
+    snapshot_prefix: str  # string keys holding one snapshot each
+    consumer_dead: str  # prefix of the dead-letter stream of each consumer group
+
+    @classmethod
+    def for_namespace(cls, namespace: str) -> Keys:
+        if not namespace or any(c in namespace for c in "{}: \n"):
+            raise ValueError(f"invalid namespace {namespace!r}: no braces, colons or spaces")
+        base = f"{PREFIX}:{{{namespace}}}"
+        return cls(
+            namespace=namespace,
+            log=f"{base}:log",
+            index=f"{base}:index",
+            idempotency=f"{base}:idempotency",
+            quarantine=f"{base}:quarantine",
+            snapshots=f"{base}:snapshots",
+            snapshot_prefix=f"{base}:snapshot:",
+            consumer_dead=f"{base}:dead:",
+        )
+
+    def snapshot(self, position: str) -> str:
+        """The key of the snapshot taken at stream position `position`."""
+        return f"{self.snapshot_prefix}{position}"
+
+    def dead_letters(self, group: str) -> str:
+        """The dead-letter stream of consumer group `group`."""
+        return f"{self.consumer_dead}{group}"

@@ -1,0 +1,335 @@
+"""The event store: one Redis Stream per namespace, plus a derived task index.
+
+Every append goes through one Lua script (`lua/append.lua`) that `XADD`s the events and updates
+the task index (`state|attempt|epoch` per task) with the transition rules of
+`events.transitions`, so the index always agrees with the projection. Conditional appends
+(`claim`, `complete`, `append_if`) check the index first and raise `TaskConflict` when it has
+moved: this fences out stale writers (an old attempt, an old daemon epoch, another node).
+
+Reading: `read_range`/`read_from` return decoded entries; `pages` is the fast path replay uses
+(one msgpack document per page, decoded in one call); `tail` blocks on `XREAD`. An entry that
+cannot be decoded is recorded in the quarantine hash and skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import msgspec
+import redis
+from redis.commands.core import Script
+
+from events.codec import DATA_FIELD, decode_entry
+from events.errors import StoreError, StoreUnavailable, TaskConflict, UndecodableEvent
+from events.keys import Keys
+from events.state import FleetState
+from events.transitions import ABSENT, TRANSITIONS
+from events.types import AnyEvent, Event, TaskAssigned, TaskSubmitted
+
+__all__ = ["EventStore", "IndexEntry", "LogEntry", "Quarantined", "redis_errors"]
+
+DEFAULT_PAGE = 10_000
+_DEP_SEPARATOR = "\x1f"
+_PAGE_DECODER = msgspec.msgpack.Decoder(list[tuple[str, int, AnyEvent]])
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+class LogEntry(NamedTuple):
+    """One decoded log entry: its stream id and its event."""
+
+    id: str
+    event: Event
+
+
+class IndexEntry(NamedTuple):
+    """A task's entry in the derived index."""
+
+    state: str
+    attempt: int | None
+    epoch: int | None
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> IndexEntry:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        state, attempt, epoch = text.split("|")
+        return cls(state, int(attempt) if attempt else None, int(epoch) if epoch else None)
+
+
+class Quarantined(msgspec.Struct, frozen=True, kw_only=True):
+    """A log entry that could not be decoded: skipped by every reader, kept for inspection."""
+
+    stream_id: str
+    size: int  # bytes of the entry's data field (0 if it had none)
+    reason: str
+    fields: dict[str, bytes] = {}
+
+
+@contextlib.contextmanager
+def redis_errors(action: str) -> Iterator[None]:
+    """Translate redis-py errors into the store's errors."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        raise StoreUnavailable(f"{action}: Redis unavailable: {e}") from e
+    except redis.RedisError as e:
+        raise StoreError(f"{action}: {e}") from e
+
+
+def _load_script(name: str) -> str:
+    return importlib.resources.files("events").joinpath("lua", name).read_text("utf-8")
+
+
+def _sources(sources: frozenset[str]) -> str:
+    return "|" + "|".join(sorted("-" if s == ABSENT else s for s in sources)) + "|"
+
+
+_RULES: dict[type[Event], tuple[str, str, bool]] = {
+    cls: (_sources(rule.sources), rule.target or "", rule.match_attempt)
+    for cls, rule in TRANSITIONS.items()
+    if cls is not TaskSubmitted
+}
+
+
+def _record(event: Event, out: list[Any]) -> None:
+    """Append the `append.lua` record of one event to `out`."""
+    cls = type(event)
+    data = _ENCODER.encode(event)
+    version = cls.schema
+    rule = _RULES.get(cls)
+    if rule is not None:
+        sources, target, match = rule
+        e: Any = event
+        assigned = cls is TaskAssigned
+        out += (
+            "t",
+            data,
+            version,
+            e.task_id,
+            sources,
+            target,
+            e.attempt if match else "",
+            e.attempt if assigned else "",
+            e.epoch if assigned else "",
+        )
+    elif cls is TaskSubmitted:
+        s: Any = event
+        key = s.spec.idempotency_key or ""
+        out += ("s", data, version, s.task_id, _DEP_SEPARATOR.join(s.spec.after), key)
+    else:
+        out += ("e", data, version)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class EventStore:
+    """The event log of one namespace on a Redis server (a client with decode_responses off)."""
+
+    def __init__(self, client: redis.Redis, namespace: str = "default") -> None:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise StoreError("the event store needs a Redis client with decode_responses=False")
+        self.client = client
+        self.keys = Keys.for_namespace(namespace)
+        self._append: Script = client.register_script(_load_script("append.lua"))
+        self._read_page: Script = client.register_script(_load_script("read_page.lua"))
+        self._append_keys = [self.keys.log, self.keys.index, self.keys.idempotency]
+
+    # -- appending ---------------------------------------------------------------------
+
+    def append(self, event: Event) -> str:
+        """Append one event; returns its stream id."""
+        return self.append_batch((event,))[0]
+
+    def append_batch(self, events: Iterable[Event]) -> list[str]:
+        """Append events in order, atomically and in one round trip; returns their ids."""
+        args: list[Any] = ["", "", "", ""]
+        for event in events:
+            _record(event, args)
+        if len(args) == 4:
+            return []
+        with redis_errors("append"):
+            reply = self._append(keys=self._append_keys, args=args)
+        return [i.decode() for i in reply[1:]]
+
+    def append_if(self, task_id: str, expect: Mapping[str, Any], event: Event) -> str:
+        """Append `event` only if task `task_id`'s index entry matches `expect` and the event's
+        transition is legal from it; else raise TaskConflict (with the entry found).
+
+        `expect` may hold `state` (a state or a collection of states; "" is an unknown task),
+        `attempt` and `epoch`."""
+        states = expect.get("state")
+        if isinstance(states, str):
+            states = (states,)
+        head = [
+            task_id,
+            _sources(frozenset(states)) if states is not None else "",
+            "" if expect.get("attempt") is None else expect["attempt"],
+            "" if expect.get("epoch") is None else expect["epoch"],
+        ]
+        _record(event, head)
+        with redis_errors("conditional append"):
+            reply = self._append(keys=self._append_keys, args=head)
+        if reply[0] == 0:
+            current = IndexEntry.parse(reply[1])._asdict() if reply[1] else None
+            raise TaskConflict(task_id, dict(expect), current)
+        return str(reply[1].decode())
+
+    def claim(self, task_id: str, event: TaskAssigned, expected_state: str = "queued") -> str:
+        """Append a TaskAssigned only if the task is still in `expected_state`."""
+        return self.append_if(task_id, {"state": expected_state}, event)
+
+    def complete(self, task_id: str, attempt: int, epoch: int, event: Event) -> str:
+        """Append an event of a running attempt (started, completed, failed) only if that
+        attempt, under that epoch, still owns the task."""
+        expect = {"state": ("assigned", "running"), "attempt": attempt, "epoch": epoch}
+        return self.append_if(task_id, expect, event)
+
+    # -- the derived index -------------------------------------------------------------
+
+    def task_index(self, task_id: str) -> IndexEntry | None:
+        """The task's entry in the derived index, or None if the task is unknown."""
+        with redis_errors("read index"):
+            raw: Any = self.client.hget(self.keys.index, task_id)
+        return IndexEntry.parse(raw) if raw is not None else None
+
+    def index_entries(self) -> dict[str, IndexEntry]:
+        """The whole derived index."""
+        with redis_errors("read index"):
+            raw: Any = self.client.hgetall(self.keys.index)
+        return {_text(k): IndexEntry.parse(v) for k, v in raw.items()}
+
+    def rebuild_index(self, state: FleetState) -> int:
+        """Rewrite the derived index from `state` (a full replay); run it with no writers."""
+        index = {
+            tid: f"{t.state}|{t.attempt}|{'' if t.epoch is None else t.epoch}"
+            for tid, t in state.tasks.items()
+        }
+        with redis_errors("rebuild index"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(self.keys.index, self.keys.idempotency)
+            if index:
+                pipe.hset(self.keys.index, mapping=index)  # type: ignore[arg-type]
+            if state.idempotency:
+                pipe.hset(self.keys.idempotency, mapping=state.idempotency)  # type: ignore[arg-type]
+            pipe.execute()
+        return len(index)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def length(self) -> int:
+        with redis_errors("read length"):
+            return int(self.client.xlen(self.keys.log))
+
+    def last_id(self) -> str | None:
+        """The id of the newest entry, or None for an empty log."""
+        with redis_errors("read"):
+            newest: Any = self.client.xrevrange(self.keys.log, count=1)
+        return _text(newest[0][0]) if newest else None
+
+    def read_range(
+        self, start: str = "-", end: str = "+", count: int | None = None
+    ) -> list[LogEntry]:
+        """Decoded entries with ids in [start, end] (prefix an id with '(' to exclude it)."""
+        with redis_errors("read"):
+            raw: Any = self.client.xrange(self.keys.log, start, end, count=count)
+        return self._decode_all(raw)
+
+    def read_from(self, position: str, count: int | None = None) -> list[LogEntry]:
+        """Decoded entries after `position` ("0-0" for all)."""
+        return self.read_range(f"({position}", "+", count)
+
+    def pages(
+        self, start: str = "-", end: str = "+", page_size: int = DEFAULT_PAGE
+    ) -> Iterator[Sequence[tuple[str, int, Event]]]:
+        """The log as pages of (id, schema version, event), each page read and decoded in one
+        go; entries that cannot be decoded are quarantined and left out."""
+        while True:
+            with redis_errors("read"):
+                blob = self._read_page(keys=[self.keys.log], args=[start, end, page_size])
+            page: Sequence[tuple[str, int, Event]]
+            try:
+                page = _PAGE_DECODER.decode(blob)
+                for _, version, event in page:
+                    if version != event.schema:
+                        raise UndecodableEvent("older schema in page")
+                raw_count, last = len(page), (page[-1][0] if page else None)
+            except (msgspec.MsgspecError, UndecodableEvent):
+                page, raw_count, last = self._slow_page(start, end, page_size)
+            if page:
+                yield page
+            if raw_count < page_size or last is None:
+                return
+            start = "(" + last
+
+    def _slow_page(
+        self, start: str, end: str, count: int
+    ) -> tuple[list[tuple[str, int, Event]], int, str | None]:
+        """A page decoded entry by entry (quarantining), its raw size and last raw id."""
+        with redis_errors("read"):
+            raw: Any = self.client.xrange(self.keys.log, start, end, count=count)
+        entries = self._decode_all(raw)
+        last = _text(raw[-1][0]) if raw else None
+        return [(e.id, e.event.schema, e.event) for e in entries], len(raw), last
+
+    def tail(
+        self,
+        after: str = "$",
+        block_ms: int = 1000,
+        count: int = 1000,
+        stop: threading.Event | None = None,
+    ) -> Iterator[LogEntry]:
+        """Yield new entries after `after` ("$": from now) as they arrive, blocking in XREAD
+        for up to `block_ms` at a time, until `stop` is set."""
+        last = after if after != "$" else (self.last_id() or "0-0")
+        while stop is None or not stop.is_set():
+            with redis_errors("tail"):
+                reply: Any = self.client.xread({self.keys.log: last}, count=count, block=block_ms)
+            for _key, raw in reply or ():
+                if raw:
+                    last = _text(raw[-1][0])
+                yield from self._decode_all(raw)
+
+    # -- quarantine --------------------------------------------------------------------
+
+    def _decode_all(self, raw: Sequence[tuple[Any, Mapping[bytes, bytes]]]) -> list[LogEntry]:
+        out: list[LogEntry] = []
+        for entry_id, fields in raw:
+            sid = _text(entry_id)
+            try:
+                out.append(LogEntry(sid, decode_entry(fields)))
+            except UndecodableEvent as e:
+                self._quarantine(sid, fields, str(e))
+        return out
+
+    def _quarantine(self, stream_id: str, fields: Mapping[bytes, bytes], reason: str) -> None:
+        record = Quarantined(
+            stream_id=stream_id,
+            size=len(fields.get(DATA_FIELD, b"")),
+            reason=reason,
+            fields={_text(k): v for k, v in fields.items()},
+        )
+        with redis_errors("quarantine"):
+            self.client.hset(self.keys.quarantine, stream_id, _ENCODER.encode(record))
+
+    def quarantined(self) -> list[Quarantined]:
+        """Every entry quarantined so far, in log order."""
+        with redis_errors("read quarantine"):
+            raw: Any = self.client.hgetall(self.keys.quarantine)
+        records = [msgspec.msgpack.decode(v, type=Quarantined) for v in raw.values()]
+        return sorted(records, key=lambda r: tuple(int(p) for p in r.stream_id.split("-")))
+
+    # -- trimming ----------------------------------------------------------------------
+
+    def trim_before_oldest_snapshot(self) -> int:
+        """Trim log entries older than the oldest kept snapshot; returns how many went."""
+        with redis_errors("trim"):
+            oldest: Any = self.client.zrange(self.keys.snapshots, 0, 0)
+            if not oldest:
+                return 0
+            position = _text(oldest[0])
+            return int(self.client.xtrim(self.keys.log, minid=position, approximate=False))
