@@ -4,7 +4,8 @@ Pure: no I/O, no threads. `StreamParser.feed` takes one stdout line and returns 
 yields; `StreamParser.finish` classifies the attempt from what was seen and how the process
 ended. The rules follow the CLI's own contract (see docs/claude.md):
 
-* a line that is not a JSON object, or has a type we do not know, is skipped, never fatal;
+* a line that is not a JSON object, or has a type we do not know, is skipped, never fatal
+  (text lines become `OutputLine`s: Claude Code's stderr, merged into the same log);
 * the `result` line is authoritative and judged by `is_error`, never by `subtype` (an API
   failure ends as `subtype:"success"` with `is_error:true`);
 * no `result` line and a signal means the agent died.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 import signal as signals
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +30,7 @@ from actors.runtime import (
     FailureClass,
     Notice,
     Outcome,
+    OutputLine,
     ProgressNotice,
     SessionNotice,
     UsageNotice,
@@ -170,12 +173,18 @@ class StreamParser:
         self.api_error: _Line | None = None  # the last synthetic assistant error message
         self.rate_limit_reset: float | None = None  # from a rejected rate_limit_event
         self.lines_seen = 0
+        self.other_lines: deque[str] = deque(maxlen=5)  # the last non-JSON lines (stderr)
 
     def feed(self, line: str | bytes) -> list[Notice]:
         """The notices one stdout line yields (none for blank, non-JSON or unknown lines)."""
         stripped = line.strip()
-        if not stripped or stripped[:1] not in ("{", b"{"):
+        if not stripped:
             return self.throttle.offer(None)
+        if stripped[:1] not in ("{", b"{"):
+            text = stripped if isinstance(stripped, str) else stripped.decode("utf-8", "replace")
+            self.other_lines.append(text[:_REASON_CHARS])
+            # Claude Code writes only JSON to stdout: other text is its stderr, merged in the log
+            return [*self.throttle.offer(None), OutputLine(stream="stderr", text=redact(text))]
         try:
             parsed = _line_decoder.decode(stripped)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -259,7 +268,8 @@ class StreamParser:
     def _without_result(
         self, base: dict[str, Any], exit_code: int | None, signal: int | None, stderr_tail: str
     ) -> Outcome:
-        tail = _short(stderr_tail.strip().splitlines()[-1], _REASON_CHARS) if stderr_tail else ""
+        lines = stderr_tail.strip().splitlines() or list(self.other_lines)
+        tail = _short(lines[-1], _REASON_CHARS) if lines else ""
         if signal is not None:
             try:
                 name = signals.Signals(signal).name

@@ -12,6 +12,7 @@ import pytest
 from actors.runtime import (
     Notice,
     Outcome,
+    OutputLine,
     ProgressNotice,
     SessionNotice,
     UsageNotice,
@@ -59,6 +60,7 @@ CASES = [
     ("fail_http401_invalid_key.jsonl", 1, None, "auth", 0.0, "API retry 1/2"),
     ("fail_not_logged_in.jsonl", 1, None, "auth", 0.0, None),
     ("fail_http429_rate_limit.jsonl", 1, None, "api_error", 0.0, "rate_limit (429)"),
+    ("fail_http429_usage_limit_oauth.jsonl", 1, None, "rate_limited", 0.0, None),
     ("fail_http529_overloaded.jsonl", 1, None, "api_error", 0.0, "overloaded (529)"),
     ("fail_http500.jsonl", 1, None, "api_error", 0.0, "server_error (500)"),
     ("fail_http400_invalid_request.jsonl", 1, None, "invalid", 0.0, None),
@@ -116,6 +118,19 @@ def test_success_outcome_details() -> None:
     assert outcome.exit_code == 0
 
 
+def test_usage_limit_of_a_subscription() -> None:
+    _, outcome = run("fail_http429_usage_limit_oauth.jsonl", 1)
+    assert outcome.reset_at == 1795568400.0
+    assert outcome.reason == "You've hit your 5-hour limit · resets 1am (UTC)"
+
+
+def test_stderr_lines_in_the_log_explain_a_setup_failure() -> None:
+    parser = StreamParser()
+    parser.feed("error: unknown option '--bogus-flag'\n")
+    outcome = parser.finish(1)
+    assert (outcome.failure, outcome.reason) == ("exit", "error: unknown option '--bogus-flag'")
+
+
 def test_reasons_quote_the_cli() -> None:
     assert run("fail_error_max_turns.jsonl", 1)[1].reason == "Reached maximum number of turns (1)"
     assert run("fail_http401_invalid_key.jsonl", 1)[1].reason.startswith("Invalid API key")
@@ -142,15 +157,15 @@ def test_setup_errors_have_no_stdout(name: str) -> None:
 def test_noise_and_unknown_lines_are_skipped() -> None:
     parser = StreamParser()
     huge = json.dumps({"type": "user", "message": {"content": "x" * (8 << 20)}, "session_id": "s"})
+    assert parser.feed("[SandboxDebug] something\n") == [
+        OutputLine(stream="stderr", text="[SandboxDebug] something")
+    ]
     for line in [
         "",
-        "[SandboxDebug] something",
         "{not json",
-        "[1, 2]",
         '{"type": "from_the_future", "payload": {"x": 1}}',
         '{"type": "assistant", "message": {"content": 42}}',
-        '"a string"',
-        b"\xff\xfe{",
+        b"{\xff\xfe",
         huge,
     ]:
         assert parser.feed(line) == []

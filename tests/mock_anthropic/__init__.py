@@ -1,0 +1,24 @@
+"""A scriptable mock of the Anthropic Messages API, for running the real Claude Code CLI offline."""
+
+from tests.mock_anthropic.script import (
+    DEFAULT_MODEL,
+    ApiError,
+    Hang,
+    Reply,
+    Text,
+    ToolUse,
+    Usage,
+)
+from tests.mock_anthropic.server import MockAnthropic, Recorded
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ApiError",
+    "Hang",
+    "MockAnthropic",
+    "Recorded",
+    "Reply",
+    "Text",
+    "ToolUse",
+    "Usage",
+]
