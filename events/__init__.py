@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from events.codec import decode, decode_entry, encode, encode_entry, register_upcaster
+from events.consumer import Delivery, GroupConsumer
 from events.errors import (
     AppendConflict,
     ForgeError,
@@ -14,7 +15,10 @@ from events.errors import (
     TaskConflict,
     UndecodableEvent,
 )
-from events.projection import apply, apply_all
+from events.keys import Keys
+from events.projection import apply, apply_all, apply_entries
+from events.replay import ReplayReport, replay
+from events.snapshot import SnapshotStore
 from events.state import (
     AgentState,
     AttemptRecord,
@@ -24,6 +28,7 @@ from events.state import (
     TaskState,
     to_builtins,
 )
+from events.store import EventStore, IndexEntry, LogEntry, Quarantined
 from events.transitions import TASK_STATES, TERMINAL_STATES, TRANSITIONS
 from events.types import *  # noqa: F403 - the event catalogue is the package's vocabulary
 from events.types import __all__ as _types_all
@@ -35,6 +40,15 @@ __all__ = [  # noqa: PLE0604 - extended with the catalogue below
     "AgentState",
     "AppendConflict",
     "AttemptRecord",
+    "Delivery",
+    "EventStore",
+    "GroupConsumer",
+    "IndexEntry",
+    "Keys",
+    "LogEntry",
+    "Quarantined",
+    "ReplayReport",
+    "SnapshotStore",
     "BreakerState",
     "FleetState",
     "ForgeError",
@@ -46,6 +60,8 @@ __all__ = [  # noqa: PLE0604 - extended with the catalogue below
     "UndecodableEvent",
     "apply",
     "apply_all",
+    "apply_entries",
+    "replay",
     "decode",
     "decode_entry",
     "encode",

@@ -9,7 +9,7 @@ so a replay cannot crash on a surprising log. `apply` does not know stream ids: 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from events import types as t
@@ -24,7 +24,7 @@ from events.state import (
 )
 from events.transitions import TERMINAL_STATES, TRANSITIONS
 
-__all__ = ["FleetState", "apply", "apply_all", "to_builtins"]
+__all__ = ["FleetState", "apply", "apply_all", "apply_entries", "to_builtins"]
 
 Handler = Callable[[FleetState, Any], None]
 
@@ -52,6 +52,23 @@ def apply_all(state: FleetState, events: Iterable[t.Event]) -> FleetState:
             handler(state, event)
     state.event_count += n
     state.last_at = at
+    return state
+
+
+def apply_entries(state: FleetState, entries: Sequence[tuple[str, int, t.Event]]) -> FleetState:
+    """Fold a page of (stream id, schema version, event) entries and advance `position`.
+
+    The replay hot loop: one dict lookup and one call per event."""
+    if not entries:
+        return state
+    handlers = _HANDLERS
+    for _, _, event in entries:
+        handler = handlers.get(type(event))
+        if handler is not None:
+            handler(state, event)
+    state.event_count += len(entries)
+    state.last_at = entries[-1][2].at
+    state.position = entries[-1][0]
     return state
 
 

@@ -244,10 +244,14 @@ class EventStore:
         return self.read_range(f"({position}", "+", count)
 
     def pages(
-        self, start: str = "-", end: str = "+", page_size: int = DEFAULT_PAGE
+        self,
+        start: str = "-",
+        end: str = "+",
+        page_size: int = DEFAULT_PAGE,
+        quarantined: list[Quarantined] | None = None,
     ) -> Iterator[Sequence[tuple[str, int, Event]]]:
         """The log as pages of (id, schema version, event), each page read and decoded in one
-        go; entries that cannot be decoded are quarantined and left out."""
+        go; entries that cannot be decoded are quarantined (and added to `quarantined`)."""
         while True:
             with redis_errors("read"):
                 blob = self._read_page(keys=[self.keys.log], args=[start, end, page_size])
@@ -259,7 +263,7 @@ class EventStore:
                         raise UndecodableEvent("older schema in page")
                 raw_count, last = len(page), (page[-1][0] if page else None)
             except (msgspec.MsgspecError, UndecodableEvent):
-                page, raw_count, last = self._slow_page(start, end, page_size)
+                page, raw_count, last = self._slow_page(start, end, page_size, quarantined)
             if page:
                 yield page
             if raw_count < page_size or last is None:
@@ -267,12 +271,12 @@ class EventStore:
             start = "(" + last
 
     def _slow_page(
-        self, start: str, end: str, count: int
+        self, start: str, end: str, count: int, quarantined: list[Quarantined] | None
     ) -> tuple[list[tuple[str, int, Event]], int, str | None]:
         """A page decoded entry by entry (quarantining), its raw size and last raw id."""
         with redis_errors("read"):
             raw: Any = self.client.xrange(self.keys.log, start, end, count=count)
-        entries = self._decode_all(raw)
+        entries = self._decode_all(raw, quarantined)
         last = _text(raw[-1][0]) if raw else None
         return [(e.id, e.event.schema, e.event) for e in entries], len(raw), last
 
@@ -296,17 +300,25 @@ class EventStore:
 
     # -- quarantine --------------------------------------------------------------------
 
-    def _decode_all(self, raw: Sequence[tuple[Any, Mapping[bytes, bytes]]]) -> list[LogEntry]:
+    def _decode_all(
+        self,
+        raw: Sequence[tuple[Any, Mapping[bytes, bytes]]],
+        quarantined: list[Quarantined] | None = None,
+    ) -> list[LogEntry]:
         out: list[LogEntry] = []
         for entry_id, fields in raw:
             sid = _text(entry_id)
             try:
                 out.append(LogEntry(sid, decode_entry(fields)))
             except UndecodableEvent as e:
-                self._quarantine(sid, fields, str(e))
+                record = self._quarantine(sid, fields, str(e))
+                if quarantined is not None:
+                    quarantined.append(record)
         return out
 
-    def _quarantine(self, stream_id: str, fields: Mapping[bytes, bytes], reason: str) -> None:
+    def _quarantine(
+        self, stream_id: str, fields: Mapping[bytes, bytes], reason: str
+    ) -> Quarantined:
         record = Quarantined(
             stream_id=stream_id,
             size=len(fields.get(DATA_FIELD, b"")),
@@ -315,6 +327,7 @@ class EventStore:
         )
         with redis_errors("quarantine"):
             self.client.hset(self.keys.quarantine, stream_id, _ENCODER.encode(record))
+        return record
 
     def quarantined(self) -> list[Quarantined]:
         """Every entry quarantined so far, in log order."""
