@@ -1,0 +1,101 @@
+"""A running fleet: the orchestrator, its timer thread and its tail reader, wired together.
+
+`Fleet.start()` rebuilds the state from the log (newest usable snapshot plus the tail), starts
+the orchestrator, which records a new daemon epoch and recovers what an earlier daemon left,
+and begins tailing the log. `Fleet.stop()` is the graceful shutdown: no new assignments,
+running tasks get `grace` seconds, then agents are stopped and a snapshot is written.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any, cast
+
+import pykka
+
+from actors.clock import Clock, SystemClock
+from actors.messages import ShutdownRequested
+from actors.orchestrator import Orchestrator
+from actors.policy import OrchestratorConfig
+from actors.runtime import RuntimeAdapter
+from actors.scheduler import Scheduler
+from actors.tail import LogTail
+from events.replay import ReplayReport, replay
+from events.snapshot import SnapshotStore
+from events.state import FleetState
+from events.store import EventStore
+
+__all__ = ["Fleet"]
+
+_ASK_TIMEOUT = 30.0
+
+
+class Fleet:
+    def __init__(
+        self,
+        store: EventStore,
+        runtimes: Mapping[str, RuntimeAdapter],
+        config: OrchestratorConfig,
+        clock: Clock | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.store = store
+        self.runtimes = runtimes
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.seed = seed
+        self.snapshots = SnapshotStore(store)
+        self.stopped = threading.Event()
+        self.scheduler: Scheduler | None = None
+        self.tail: LogTail | None = None
+        self.orchestrator: pykka.ActorRef[Any] | None = None
+        self.report: ReplayReport | None = None
+
+    def start(self) -> Fleet:
+        state, self.report = replay(self.store, snapshots=self.snapshots)
+        self.scheduler = Scheduler()
+        self.orchestrator = Orchestrator.start(
+            self.store,
+            state,
+            self.runtimes,
+            self.config,
+            self.scheduler,
+            self.clock,
+            checkpoint=self._checkpoint,
+            stopped=self.stopped,
+            seed=self.seed,
+        )
+        position = cast(str, self.orchestrator.ask("position", timeout=_ASK_TIMEOUT))
+        self.tail = LogTail(self.store, self.orchestrator, position)
+        self.tail.start()
+        return self
+
+    def _checkpoint(self, state: FleetState) -> None:
+        self.snapshots.save(state)
+
+    def state(self) -> FleetState:
+        """A copy of the orchestrator's live state."""
+        assert self.orchestrator is not None
+        return cast(FleetState, self.orchestrator.ask("state", timeout=_ASK_TIMEOUT))
+
+    def stop(self, grace: float | None = None, timeout: float = 60.0) -> bool:
+        """Graceful shutdown; True if everything stopped within `timeout` seconds."""
+        if self.orchestrator is not None and self.orchestrator.is_alive():
+            wait = self.config.shutdown_grace if grace is None else grace
+            self.orchestrator.tell(ShutdownRequested(grace=wait, reason="shutdown"))
+            self.stopped.wait(timeout)
+        return self.close()
+
+    def close(self) -> bool:
+        """Stop the threads and actors without the graceful steps (after `stop`, or a crash)."""
+        done = self.stopped.is_set()
+        if self.tail is not None:
+            self.tail.stop()
+        if self.orchestrator is not None and self.orchestrator.is_alive():
+            self.orchestrator.stop(block=True, timeout=_ASK_TIMEOUT)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        for runtime in self.runtimes.values():
+            runtime.cleanup()
+        return done

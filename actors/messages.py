@@ -1,0 +1,119 @@
+"""Typed messages the actors exchange (msgspec Structs, dispatched with `match`)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from actors.runtime import Notice, Outcome, TaskSpec
+
+__all__ = [
+    "AdoptAttempt",
+    "AttemptEnded",
+    "AttemptStarted",
+    "BreakerFailure",
+    "BreakerSuccess",
+    "CancelAttempt",
+    "HealthTick",
+    "LogAdvanced",
+    "NoticeReceived",
+    "PauseAgent",
+    "ResumeAgent",
+    "RunAttempt",
+    "ShutdownRequested",
+    "Timer",
+]
+
+
+class LogAdvanced(msgspec.Struct, frozen=True):
+    """The tail reader saw new entries in the log: catch up and dispatch."""
+
+    last_id: str
+
+
+class Timer(msgspec.Struct, frozen=True):
+    """A scheduled wake-up: `kind` says what for, `key` for whom."""
+
+    kind: str  # "retry" | "idle" | "breaker" | "dispatch" | "grace"
+    key: str = ""
+
+
+class ShutdownRequested(msgspec.Struct, frozen=True):
+    """Stop assigning; let running tasks finish within `grace` seconds (0: stop them now)."""
+
+    grace: float
+    reason: str = "shutdown"
+
+
+# -- orchestrator -> supervisor --------------------------------------------------------------
+
+
+class RunAttempt(msgspec.Struct, frozen=True):
+    spec: TaskSpec
+    epoch: int
+
+
+class AdoptAttempt(msgspec.Struct, frozen=True):
+    spec: TaskSpec
+    epoch: int
+    pid: int
+    create_time: float
+
+
+class CancelAttempt(msgspec.Struct, frozen=True):
+    task_id: str
+    attempt: int
+    grace: float
+    failure: str = "cancelled"
+
+
+class PauseAgent(msgspec.Struct, frozen=True):
+    pass
+
+
+class ResumeAgent(msgspec.Struct, frozen=True):
+    pass
+
+
+class HealthTick(msgspec.Struct, frozen=True):
+    attempt: int
+
+
+# -- supervisor -> orchestrator --------------------------------------------------------------
+
+
+class AttemptStarted(msgspec.Struct, frozen=True):
+    agent_id: str
+    task_id: str
+    attempt: int
+    epoch: int
+    pid: int
+    create_time: float
+    log_path: str
+    session_id: str | None = None
+
+
+class NoticeReceived(msgspec.Struct, frozen=True):
+    agent_id: str
+    task_id: str
+    attempt: int
+    notice: Notice
+
+
+class AttemptEnded(msgspec.Struct, frozen=True):
+    agent_id: str
+    task_id: str
+    attempt: int
+    epoch: int
+    outcome: Outcome
+
+
+# -- breaker ----------------------------------------------------------------------------------
+
+
+class BreakerFailure(msgspec.Struct, frozen=True):
+    reason: str
+    reset_at: float | None = None
+
+
+class BreakerSuccess(msgspec.Struct, frozen=True):
+    pass

@@ -1,0 +1,445 @@
+"""The Orchestrator: owns the fleet-state projection and makes every scheduling decision.
+
+Its state is only ever changed by applying log entries, in log order: after each append it
+catches up with the log (reading from its last position), so events written by others (the
+CLI's submissions and control requests, the breakers' transitions) and its own interleave
+exactly as a replay will see them. Every decision is appended before it is acted on; claims
+and completions are conditional appends fenced by attempt and daemon epoch.
+
+Assignment is event-driven: a catch-up that brings a new task, a freed agent, a closed
+breaker or a due retry runs `_dispatch` at once — there is no polling interval.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pykka
+import structlog
+
+from actors import recovery, terminal
+from actors.breaker import CircuitBreaker
+from actors.clock import Clock
+from actors.messages import (
+    AttemptEnded,
+    AttemptStarted,
+    BreakerFailure,
+    BreakerSuccess,
+    CancelAttempt,
+    LogAdvanced,
+    NoticeReceived,
+    PauseAgent,
+    ResumeAgent,
+    RunAttempt,
+    ShutdownRequested,
+    Timer,
+)
+from actors.policy import BREAKER_FAILURES, OrchestratorConfig, agent_fits, build_spec
+from actors.runtime import ProgressNotice, RuntimeAdapter, SessionNotice, UsageNotice
+from actors.scheduler import Scheduler
+from actors.supervisor import AgentSupervisor
+from events import types as t
+from events.errors import TaskConflict
+from events.projection import apply
+from events.state import FleetState, TaskState
+from events.store import EventStore
+
+__all__ = ["Orchestrator"]
+
+_READ_PAGE = 5000
+
+
+class Orchestrator(pykka.ThreadingActor):
+    def __init__(
+        self,
+        store: EventStore,
+        state: FleetState,
+        runtimes: Mapping[str, RuntimeAdapter],
+        config: OrchestratorConfig,
+        scheduler: Scheduler,
+        clock: Clock,
+        *,
+        checkpoint: Callable[[FleetState], None] | None = None,
+        stopped: threading.Event | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.state = state
+        self.runtimes = dict(runtimes)
+        self.config = config
+        self.scheduler = scheduler
+        self.clock = clock
+        self.checkpoint = checkpoint
+        self.stopped = stopped or threading.Event()
+        self.rng = random.Random(seed)
+        self.epoch = 0
+        self.supervisors: dict[str, pykka.ActorRef[Any]] = {}
+        self.breakers: dict[str, pykka.ActorRef[Any]] = {}
+        self.trials: dict[str, set[str]] = {}  # half-open breaker -> tasks on trial
+        self.stopping = False
+        self.stop_reason = "shutdown"
+        self.live = False  # false while replaying history: control events are not re-acted
+        self.snapshot_at = state.event_count
+        self.log: Any = structlog.get_logger("actors.orchestrator")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.log = self.log.bind(node_id=self.config.node_id)
+        self._catch_up()
+        self.epoch = self.state.daemon_epoch + 1
+        self._append(
+            [
+                t.DaemonStarted(
+                    at=self._now(), node_id=self.config.node_id, epoch=self.epoch, pid=_pid()
+                )
+            ]
+        )
+        self.live = True
+        for name, breaker in self.state.breakers.items():
+            self._breaker(name, breaker)
+        recovery.recover(self)
+        self._dispatch()
+        self.log.info("orchestrator started", epoch=self.epoch, tasks=len(self.state.tasks))
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case LogAdvanced():
+                self._catch_up()
+            case AttemptStarted():
+                self._started(message)
+            case NoticeReceived():
+                self._notice(message)
+            case AttemptEnded():
+                terminal.ended(self, message)
+            case Timer(kind=kind, key=key):
+                self._timer(kind, key)
+            case ShutdownRequested(grace=grace, reason=reason):
+                terminal.shutdown(self, grace, reason)
+            case "state":
+                return self.state.copy()
+            case "position":
+                return self.state.position
+            case _:
+                return super().on_receive(message)
+        self._dispatch()
+        return None
+
+    def on_failure(self, *args: Any) -> None:
+        self.log.error("orchestrator failed", exc_info=args)
+        self.stopped.set()
+
+    # -- the log ----------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.clock.now()
+
+    def _append(self, events: Sequence[t.Event]) -> None:
+        if events:
+            self.store.append_batch(events)
+            self._catch_up()
+
+    def _append_if(self, task_id: str, expect: dict[str, Any], event: t.Event) -> bool:
+        """A conditional append; False (after catching up) when the task has moved on."""
+        try:
+            self.store.append_if(task_id, expect, event)
+        except TaskConflict as conflict:
+            self.log.info("conditional append refused", task_id=task_id, reason=str(conflict))
+            self._catch_up()
+            return False
+        self._catch_up()
+        return True
+
+    def _catch_up(self) -> None:
+        while True:
+            entries = self.store.read_from(self.state.position, _READ_PAGE)
+            for entry in entries:
+                apply(self.state, entry.event)
+                self.state.position = entry.id
+                if self.live:
+                    self._react(entry.event)
+            if len(entries) < _READ_PAGE:
+                break
+        if self.checkpoint and self.state.event_count - self.snapshot_at >= (
+            self.config.snapshot_every
+        ):
+            self.snapshot_at = self.state.event_count
+            self.checkpoint(self.state)
+
+    def _react(self, event: t.Event) -> None:
+        """Act on requests and facts that others appended."""
+        match event:
+            case t.TaskCancelRequested(task_id=task_id):
+                terminal.cancel(self, task_id)
+            case t.TaskRetryRequested(task_id=task_id):
+                task = self.state.tasks.get(task_id)
+                if task is not None and task.state in ("failed", "dead_lettered", "cancelled"):
+                    self._append(
+                        [t.TaskQueued(at=self._now(), task_id=task_id, reason="manual_retry")]
+                    )
+            case t.AgentSpawnRequested(runtime=runtime, tags=tags):
+                if runtime in self.runtimes and self._live_agents() < self.config.max_agents:
+                    self._spawn(runtime, list(tags))
+            case t.AgentKillRequested(agent_id=agent_id, force=force):
+                self._retire(agent_id, "killed on request", grace=0.0 if force else None)
+            case t.AgentPauseRequested(agent_id=agent_id):
+                self._pause(agent_id, pause=True)
+            case t.AgentResumeRequested(agent_id=agent_id):
+                self._pause(agent_id, pause=False)
+            case t.DaemonStopRequested(force=force):
+                grace = 0.0 if force else self.config.shutdown_grace
+                self.actor_ref.tell(ShutdownRequested(grace=grace, reason="stop requested"))
+            case _:
+                pass
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _live_agents(self) -> int:
+        return len(self.supervisors)
+
+    def _dispatch(self) -> None:
+        if self.stopping or not self._within_budget():
+            return
+        skipped: set[str] = set()
+        while True:
+            idle = [
+                a
+                for a in self.state.agents.values()
+                if a.status in ("ready", "idle") and a.agent_id in self.supervisors
+            ]
+            if not idle and self._live_agents() >= self.config.max_agents:
+                return
+            task_id = self.state.next_queued(
+                lambda task: task.task_id not in skipped and self._runnable(task)
+            )
+            if task_id is None:
+                return
+            task = self.state.tasks[task_id]
+            if task.definition.runtime not in self.runtimes:
+                terminal.fail_now(
+                    self, task, "invalid", f"unknown runtime {task.definition.runtime!r}"
+                )
+                continue
+            agent = next((a for a in idle if agent_fits(a, task)), None)
+            if agent is None:
+                if self._live_agents() >= self.config.max_agents:
+                    if not idle:
+                        return
+                    self._retire(idle[0].agent_id, "replaced by an agent that fits a task")
+                agent_id = self._spawn(task.definition.runtime, list(task.definition.tags))
+            else:
+                agent_id = agent.agent_id
+            if not self._assign(task, agent_id):
+                skipped.add(task_id)
+
+    def _runnable(self, task: TaskState) -> bool:
+        name = self.config.breakers.get(task.definition.runtime)
+        breaker = self.state.breakers.get(name) if name else None
+        if breaker is None or breaker.state == "closed":
+            return True
+        if breaker.state == "half_open" and name is not None:
+            return not self.trials.get(name)  # one trial at a time
+        return False
+
+    def _within_budget(self) -> bool:
+        limit = self.config.fleet_budget_usd
+        if limit is None or self.state.total_cost_usd < limit:
+            return True
+        if not self.state.budget_exhausted:
+            self.log.warning(
+                "fleet budget reached: no new attempts",
+                spent_usd=self.state.total_cost_usd,
+                limit_usd=limit,
+            )
+            self._append(
+                [
+                    t.BudgetExhausted(
+                        at=self._now(), spent_usd=self.state.total_cost_usd, limit_usd=limit
+                    )
+                ]
+            )
+        return False
+
+    def _assign(self, task: TaskState, agent_id: str) -> bool:
+        attempt = task.attempt + 1
+        now = self._now()
+        claimed = self._append_if(
+            task.task_id,
+            {"state": "queued"},
+            t.TaskAssigned(
+                at=now,
+                task_id=task.task_id,
+                attempt=attempt,
+                agent_id=agent_id,
+                epoch=self.epoch,
+                node_id=self.config.node_id,
+            ),
+        )
+        if not claimed:
+            return False
+        self._append(
+            [t.AgentBusy(at=now, agent_id=agent_id, task_id=task.task_id, attempt=attempt)]
+        )
+        name = self.config.breakers.get(task.definition.runtime)
+        if (
+            name
+            and self.state.breakers.get(name)
+            and self.state.breakers[name].state == ("half_open")
+        ):
+            self.trials.setdefault(name, set()).add(task.task_id)
+        spec = build_spec(task, attempt, self.config)
+        self.supervisors[agent_id].tell(RunAttempt(spec=spec, epoch=self.epoch))
+        return True
+
+    def _spawn(self, runtime: str, tags: list[str], agent_id: str | None = None) -> str:
+        agent_id = agent_id or f"agent-{self.rng.getrandbits(32):08x}"
+        now = self._now()
+        if agent_id not in self.state.agents:
+            self._append(
+                [
+                    t.AgentSpawned(
+                        at=now,
+                        agent_id=agent_id,
+                        runtime=runtime,
+                        tags=tags,
+                        node_id=self.config.node_id,
+                    ),
+                    t.AgentReady(at=now, agent_id=agent_id),
+                ]
+            )
+        self.supervisors[agent_id] = AgentSupervisor.start(
+            agent_id, self.runtimes[runtime], self.actor_ref, self.scheduler, self.config.health
+        )
+        return agent_id
+
+    def _retire(self, agent_id: str, reason: str, grace: float | None = None) -> None:
+        agent = self.state.agents.get(agent_id)
+        ref = self.supervisors.get(agent_id)
+        if agent is None or ref is None:
+            return
+        if agent.task_id is not None and agent.attempt is not None:
+            kill_grace = self.config.health.kill_grace if grace is None else grace
+            ref.tell(CancelAttempt(agent.task_id, agent.attempt, kill_grace, "lost"))
+            return  # retired when its attempt ends (see TerminalMixin._ended)
+        del self.supervisors[agent_id]
+        ref.stop(block=False)
+        self._append([t.AgentTerminated(at=self._now(), agent_id=agent_id, reason=reason)])
+
+    def _pause(self, agent_id: str, *, pause: bool) -> None:
+        ref = self.supervisors.get(agent_id)
+        agent = self.state.agents.get(agent_id)
+        if ref is None or agent is None:
+            return
+        ref.tell(PauseAgent() if pause else ResumeAgent())
+        event = t.AgentPaused if pause else t.AgentResumed
+        self._append([event(at=self._now(), agent_id=agent_id)])
+
+    def _breaker(self, name: str, initial: Any = None) -> pykka.ActorRef[Any]:
+        ref = self.breakers.get(name)
+        if ref is None:
+            ref = self.breakers[name] = CircuitBreaker.start(
+                name, self.store, self.scheduler, self.clock, self.config.breaker, initial
+            )
+        return ref
+
+    # -- what supervisors report ------------------------------------------------------------
+
+    def _started(self, msg: AttemptStarted) -> None:
+        ok = self._append_if(
+            msg.task_id,
+            {"state": "assigned", "attempt": msg.attempt, "epoch": msg.epoch},
+            t.TaskStarted(
+                at=self._now(),
+                task_id=msg.task_id,
+                attempt=msg.attempt,
+                agent_id=msg.agent_id,
+                pid=msg.pid,
+                create_time=msg.create_time,
+                log_path=msg.log_path,
+            ),
+        )
+        if not ok:  # cancelled or taken over meanwhile: this attempt must not run on
+            ref = self.supervisors.get(msg.agent_id)
+            if ref is not None:
+                ref.tell(CancelAttempt(msg.task_id, msg.attempt, 0.0, "cancelled"))
+
+    def _notice(self, msg: NoticeReceived) -> None:
+        task = self.state.tasks.get(msg.task_id)
+        if task is None or task.attempt != msg.attempt or task.terminal:
+            return
+        now = self._now()
+        notice = msg.notice
+        match notice:
+            case SessionNotice(session_id=session_id):
+                self._append(
+                    [
+                        t.TaskCheckpointed(
+                            at=now,
+                            task_id=msg.task_id,
+                            attempt=msg.attempt,
+                            session_id=session_id,
+                            note="session started",
+                        )
+                    ]
+                )
+            case ProgressNotice(summary=summary):
+                self._append(
+                    [
+                        t.TaskProgress(
+                            at=now, task_id=msg.task_id, attempt=msg.attempt, summary=summary
+                        )
+                    ]
+                )
+            case UsageNotice():
+                self._append(
+                    [
+                        t.TaskUsage(
+                            at=now,
+                            task_id=msg.task_id,
+                            attempt=msg.attempt,
+                            input_tokens=notice.input_tokens,
+                            output_tokens=notice.output_tokens,
+                            cost_usd=notice.cost_usd,
+                        )
+                    ]
+                )
+            case _:
+                pass
+
+    def _timer(self, kind: str, key: str) -> None:
+        if kind == "retry":
+            task = self.state.tasks.get(key)
+            if task is not None and task.state == "retry_wait":
+                self._append([t.TaskQueued(at=self._now(), task_id=key, reason="retry_due")])
+        elif kind == "idle":
+            agent = self.state.agents.get(key)
+            if (
+                agent is not None
+                and agent.status == "idle"
+                and self._now() - agent.updated_at >= self.config.idle_timeout - 1e-3
+            ):
+                self._retire(key, "idle")
+        elif kind == "grace":
+            terminal.force_stop(self)
+
+    def _breaker_report(
+        self, task: TaskState, failure: str | None, reason: str, reset_at: float | None
+    ) -> None:
+        name = self.config.breakers.get(task.definition.runtime)
+        if not name:
+            return
+        self.trials.get(name, set()).discard(task.task_id)
+        if failure in BREAKER_FAILURES:
+            self._breaker(name).tell(BreakerFailure(reason=reason, reset_at=reset_at))
+        else:
+            self._breaker(name).tell(BreakerSuccess())
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

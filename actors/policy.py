@@ -1,0 +1,107 @@
+"""The orchestrator's configuration and the pure rules it decides by.
+
+Kept apart from the actor so that each rule can be read and tested on its own: the retry delay,
+which failures are retried or charged, which agent may take which task, and how a task's
+definition becomes the `TaskSpec` a runtime runs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+
+import msgspec
+
+from actors.breaker import BreakerPolicy
+from actors.runtime import TaskSpec, is_transient
+from actors.supervisor import HealthPolicy
+from events.state import AgentState, TaskState
+
+__all__ = [
+    "BREAKER_FAILURES",
+    "OrchestratorConfig",
+    "RetryPolicy",
+    "agent_fits",
+    "build_spec",
+    "charged_attempts",
+    "is_transient",
+]
+
+BREAKER_FAILURES = frozenset({"api_error", "rate_limited"})
+"""Failures of the dependency, not of the task: they count for the circuit breaker, and the
+task is requeued without using up an attempt."""
+
+IMMEDIATE_RETRY = frozenset({"lost"})
+"""Transient failures retried at once (the attempt was cut short by Forge itself)."""
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    base_delay: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 300.0
+    jitter: float = 0.2
+
+    def delay(self, failed_attempts: int, rng: random.Random) -> float:
+        """Seconds before the next attempt after `failed_attempts` failures (≥ 1):
+        exponential, capped, spread by ±`jitter` so that retries do not arrive in herds."""
+        raw = self.base_delay * self.multiplier ** max(0, failed_attempts - 1)
+        capped = min(raw, self.max_delay)
+        spread = capped * self.jitter
+        return max(0.0, min(self.max_delay, capped + rng.uniform(-spread, spread)))
+
+
+class OrchestratorConfig(msgspec.Struct, frozen=True, kw_only=True):
+    node_id: str
+    logs_dir: str
+    max_agents: int = 5
+    idle_timeout: float = 300.0
+    shutdown_grace: float = 30.0
+    default_timeout: float | None = 3600.0
+    default_model: str | None = None
+    fleet_budget_usd: float | None = None
+    snapshot_every: int = 1000
+    base_env: dict[str, str] = {}  # the daemon's allow-listed environment, given to every agent
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+    health: HealthPolicy = HealthPolicy()
+    # runtime -> the dependency it needs, protected by a circuit breaker of that name
+    breakers: dict[str, str] = msgspec.field(default_factory=lambda: {"claude": "model-api"})
+
+
+def charged_attempts(task: TaskState) -> int:
+    """Attempts that count against `max_attempts`: failures of the dependency do not."""
+    return sum(
+        1
+        for record in task.history
+        if record.outcome != "failed" or record.failure not in BREAKER_FAILURES
+    )
+
+
+def agent_fits(agent: AgentState, task: TaskState) -> bool:
+    """An agent may run a task of its runtime whose tags it all carries."""
+    return agent.runtime == task.definition.runtime and set(task.definition.tags) <= set(agent.tags)
+
+
+def build_spec(task: TaskState, attempt: int, config: OrchestratorConfig) -> TaskSpec:
+    """The runtime's view of one attempt of `task`."""
+    definition = task.definition
+    log_path = os.path.join(config.logs_dir, task.task_id, f"attempt-{attempt}.log")
+    session_id, resume = None, False
+    if definition.runtime == "claude":
+        resume = task.session_id is not None
+        session_id = task.session_id or str(uuid.uuid4())
+    return TaskSpec(
+        task_id=task.task_id,
+        attempt=attempt,
+        log_path=log_path,
+        command=definition.command,
+        prompt=definition.prompt,
+        cwd=definition.cwd,
+        env={**config.base_env, **definition.env},
+        timeout=definition.timeout if definition.timeout is not None else config.default_timeout,
+        model=definition.model or config.default_model,
+        budget_usd=definition.budget_usd,
+        session_id=session_id,
+        resume=resume,
+    )

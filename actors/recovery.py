@@ -1,0 +1,91 @@
+"""Crash recovery: what a starting orchestrator does with the state an earlier daemon left.
+
+The state comes from replay (snapshot + tail). An attempt that was running is re-adopted if its
+agent process still lives (same PID *and* start time); otherwise the attempt is recorded as
+lost and the task is retried. Agents of the old daemon without a live attempt are recorded as
+terminated. Gaps a crash can leave between two appends are closed: a transient failure with no
+retry decision gets one, a pending task whose dependencies are done is queued, and due retries
+get their timers again. A part of the Orchestrator, kept in its own module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from actors import terminal
+from actors.messages import AdoptAttempt, AttemptEnded, Timer
+from actors.policy import build_spec
+from actors.runtime import Outcome, is_transient
+from events import types as t
+
+if TYPE_CHECKING:
+    from actors.orchestrator import Orchestrator
+
+__all__ = ["recover"]
+
+
+def recover(orch: Orchestrator) -> None:
+    now = orch._now()
+    state = orch.state
+    adopting: set[str] = set()
+    for task in list(state.tasks.values()):
+        if task.state not in ("assigned", "running") or task.agent_id is None:
+            continue
+        agent = state.agents.get(task.agent_id)
+        runtime = orch.runtimes.get(task.definition.runtime)
+        spec = build_spec(task, task.attempt, orch.config)
+        epoch = task.epoch or 0
+        if agent is None or runtime is None:
+            continue
+        adopting.add(task.agent_id)
+        orch._spawn(agent.runtime, list(agent.tags), agent_id=task.agent_id)
+        ref = orch.supervisors[task.agent_id]
+        if task.state == "running" and task.pid is not None and task.create_time is not None:
+            ref.tell(
+                AdoptAttempt(spec=spec, epoch=epoch, pid=task.pid, create_time=task.create_time)
+            )
+        else:  # assigned, but its start was never recorded: the attempt is lost
+            orch.actor_ref.tell(
+                AttemptEnded(
+                    task.agent_id,
+                    task.task_id,
+                    task.attempt,
+                    epoch,
+                    Outcome(
+                        ok=False,
+                        failure="lost",
+                        reason="the daemon died before the attempt was recorded as started",
+                    ),
+                )
+            )
+    stale = [
+        t.AgentTerminated(at=now, agent_id=agent.agent_id, reason="daemon restarted")
+        for agent in state.agents.values()
+        if agent.status != "terminated" and agent.agent_id not in adopting
+    ]
+    orch._append(stale)
+
+    for task in list(state.tasks.values()):
+        if task.state == "retry_wait":
+            delay = max(0.0, (task.not_before or now) - now)
+            orch.scheduler.after(delay, orch.actor_ref, Timer(kind="retry", key=task.task_id))
+        elif task.state == "failed" and is_transient(task.last_failure):  # type: ignore[arg-type]
+            terminal.after_failure(
+                orch, task
+            )  # the crash came between the failure and the decision
+        elif task.state == "pending" and not state.unmet_dependencies(task.task_id):
+            orch._append([t.TaskQueued(at=now, task_id=task.task_id, reason="dependencies_met")])
+        elif task.state in ("failed", "dead_lettered", "cancelled", "completed"):
+            if task.state == "completed":
+                ready = state.ready_dependants(task.task_id)
+                orch._append(
+                    [t.TaskQueued(at=now, task_id=d, reason="dependencies_met") for d in ready]
+                )
+            else:
+                terminal.fail_dependants(orch, task)
+    for task_id in list(state.cancel_requests):
+        terminal.cancel(orch, task_id)
+    for task_id in list(state.retry_requests):
+        retry = state.tasks.get(task_id)
+        if retry is not None and retry.state in ("failed", "dead_lettered", "cancelled"):
+            orch._append([t.TaskQueued(at=now, task_id=task_id, reason="manual_retry")])

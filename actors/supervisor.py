@@ -1,0 +1,193 @@
+"""AgentSupervisor: one actor per agent, owning the attempt its agent runs.
+
+It starts attempts through the runtime adapter (or re-adopts one a previous daemon started),
+forwards what the runtime reports to the orchestrator, health-checks the attempt every interval
+(alive by PID *and* start time, RSS against a limit, no output for too long = stuck), stops an
+unhealthy or cancelled attempt (SIGTERM, then SIGKILL after a grace period), pauses and resumes
+it, and reports how it ended. It appends nothing itself: the orchestrator records every
+decision in the log before acting on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msgspec
+import pykka
+import structlog
+
+from actors.messages import (
+    AdoptAttempt,
+    AttemptEnded,
+    AttemptStarted,
+    CancelAttempt,
+    HealthTick,
+    NoticeReceived,
+    PauseAgent,
+    ResumeAgent,
+    RunAttempt,
+)
+from actors.runtime import Notice, Outcome, RunHandle, RuntimeAdapter, TaskSpec
+from actors.scheduler import Scheduler, Teller
+
+__all__ = ["AgentSupervisor", "HealthPolicy"]
+
+
+class HealthPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    interval: float = 30.0  # seconds between checks
+    max_rss_bytes: int | None = None  # kill an attempt whose process tree grows past this
+    stuck_after: float | None = None  # kill an attempt silent for this long (seconds)
+    kill_grace: float = 5.0  # SIGTERM → SIGKILL
+
+
+class _Ended(msgspec.Struct, frozen=True):
+    attempt: int
+    outcome: Outcome
+
+
+class _Current(msgspec.Struct):
+    spec: TaskSpec
+    epoch: int
+    handle: Any  # RunHandle (a Protocol, which msgspec cannot hold as a type)
+    unhealthy: str | None = None
+
+
+class AgentSupervisor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        agent_id: str,
+        runtime: RuntimeAdapter,
+        orchestrator: Teller,
+        scheduler: Scheduler,
+        health: HealthPolicy,
+    ) -> None:
+        super().__init__()
+        self.agent_id = agent_id
+        self.runtime = runtime
+        self.orchestrator = orchestrator
+        self.scheduler = scheduler
+        self.health = health
+        self.current: _Current | None = None
+        self.log: Any = None
+
+    def on_start(self) -> None:
+        self.log = structlog.get_logger("actors.supervisor").bind(agent_id=self.agent_id)
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case RunAttempt(spec=spec, epoch=epoch):
+                self._run(spec, epoch)
+            case AdoptAttempt(spec=spec, epoch=epoch, pid=pid, create_time=create_time):
+                self._adopt(spec, epoch, pid, create_time)
+            case CancelAttempt(task_id=task_id, attempt=attempt, grace=grace, failure=failure):
+                cur = self.current
+                if cur and cur.spec.task_id == task_id and cur.spec.attempt == attempt:
+                    cur.handle.terminate(grace, failure)
+            case PauseAgent():
+                if self.current is not None:
+                    self.current.handle.pause()
+            case ResumeAgent():
+                if self.current is not None:
+                    self.current.handle.resume()
+            case HealthTick(attempt=attempt):
+                self._check(attempt)
+            case _Ended(attempt=attempt, outcome=outcome):
+                self._ended(attempt, outcome)
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def on_stop(self) -> None:
+        cur = self.current
+        if cur is not None:
+            cur.handle.terminate(self.health.kill_grace, "cancelled")
+
+    # -- attempts -------------------------------------------------------------------------
+
+    def _sink(self, spec: TaskSpec) -> Any:
+        orchestrator, agent_id = self.orchestrator, self.agent_id
+
+        def deliver(notice: Notice) -> None:
+            orchestrator.tell(NoticeReceived(agent_id, spec.task_id, spec.attempt, notice))
+
+        return deliver
+
+    def _run(self, spec: TaskSpec, epoch: int) -> None:
+        handle = self.runtime.execute(spec, self._sink(spec))
+        self._watch(spec, epoch, handle)
+
+    def _adopt(self, spec: TaskSpec, epoch: int, pid: int, create_time: float) -> None:
+        handle = self.runtime.adopt(spec, pid, create_time, self._sink(spec))
+        if handle is None:
+            self.orchestrator.tell(
+                AttemptEnded(
+                    self.agent_id,
+                    spec.task_id,
+                    spec.attempt,
+                    epoch,
+                    Outcome(
+                        ok=False,
+                        failure="lost",
+                        reason="the agent process was gone when the daemon restarted",
+                    ),
+                )
+            )
+            return
+        self.log.info("attempt adopted", task_id=spec.task_id, attempt=spec.attempt, pid=pid)
+        self._watch(spec, epoch, handle, announce=False)
+
+    def _watch(self, spec: TaskSpec, epoch: int, handle: RunHandle, announce: bool = True) -> None:
+        self.current = _Current(spec=spec, epoch=epoch, handle=handle)
+        if announce:
+            self.orchestrator.tell(
+                AttemptStarted(
+                    self.agent_id,
+                    spec.task_id,
+                    spec.attempt,
+                    epoch,
+                    handle.pid,
+                    handle.create_time,
+                    spec.log_path,
+                    spec.session_id,
+                )
+            )
+        me = self.actor_ref
+
+        def wait() -> None:
+            outcome = handle.wait()
+            if outcome is not None:
+                me.tell(_Ended(spec.attempt, outcome))
+
+        threading.Thread(target=wait, name=f"forge-wait-{self.agent_id}", daemon=True).start()
+        self.scheduler.after(self.health.interval, me, HealthTick(spec.attempt))
+
+    def _check(self, attempt: int) -> None:
+        cur = self.current
+        if cur is None or cur.spec.attempt != attempt or cur.unhealthy:
+            return
+        report = cur.handle.health()
+        problem = None
+        limit = self.health.max_rss_bytes
+        if report.alive and limit is not None and report.rss_bytes > limit:
+            problem = f"resident memory {report.rss_bytes} B exceeds the limit of {limit} B"
+        stuck = self.health.stuck_after
+        if report.alive and stuck is not None and report.seconds_since_output > stuck:
+            problem = f"no output for {report.seconds_since_output:.0f} s (stuck)"
+        if problem is not None:
+            self.log.warning("attempt unhealthy", task_id=cur.spec.task_id, reason=problem)
+            cur.unhealthy = problem
+            cur.handle.terminate(self.health.kill_grace, "unhealthy")
+            return
+        self.scheduler.after(self.health.interval, self.actor_ref, HealthTick(attempt))
+
+    def _ended(self, attempt: int, outcome: Outcome) -> None:
+        cur = self.current
+        if cur is None or cur.spec.attempt != attempt:
+            return
+        if cur.unhealthy and outcome.failure == "unhealthy":
+            outcome = msgspec.structs.replace(outcome, reason=cur.unhealthy)
+        self.current = None
+        self.orchestrator.tell(
+            AttemptEnded(self.agent_id, cur.spec.task_id, attempt, cur.epoch, outcome)
+        )

@@ -1,0 +1,54 @@
+"""The tail reader: one thread blocked in XREAD on the log that wakes the orchestrator.
+
+It only says "the log moved": the orchestrator reads the new entries itself, in order, from its
+own position, so one wake-up covers any number of entries and nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import redis
+import structlog
+
+from actors.messages import LogAdvanced
+from actors.scheduler import Teller
+from events.store import EventStore
+
+__all__ = ["LogTail"]
+
+
+class LogTail:
+    def __init__(self, store: EventStore, target: Teller, after: str, block_ms: int = 500) -> None:
+        self.store = store
+        self.target = target
+        self.after = after
+        self.block_ms = block_ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="forge-tail", daemon=True)
+        self._log: Any = structlog.get_logger("actors.tail")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.block_ms / 1000 + 2)
+
+    def _run(self) -> None:
+        last = self.after
+        key = self.store.keys.log
+        client = self.store.client
+        while not self._stop.is_set():
+            try:
+                reply: Any = client.xread({key: last}, count=10_000, block=self.block_ms)
+            except (redis.RedisError, OSError) as e:
+                self._log.warning("tail read failed; retrying", error=str(e))
+                self._stop.wait(0.5)
+                continue
+            for _key, entries in reply or ():
+                if entries:
+                    newest = entries[-1][0]
+                    last = newest.decode() if isinstance(newest, bytes) else newest
+                    self.target.tell(LogAdvanced(last))
