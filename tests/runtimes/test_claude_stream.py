@@ -75,7 +75,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "exit_code", "signal", "failure", "cost", "progress"), CASES)
-def test_transcript(  # noqa: PLR0917 - one parameter per column of CASES
+def test_transcript(
     name: str,
     exit_code: int | None,
     signal: int | None,

@@ -1,0 +1,195 @@
+"""The Claude Code runtime: one `claude -p` process per attempt, read as stream-json.
+
+Each attempt runs under the shim of `forge.runtimes.process` (detached, output to the attempt's
+log, stopped after the task's timeout), with the command line and environment of
+`forge.runtimes.claude_command`. Its output is parsed line by line by
+`forge.runtimes.claude_stream.StreamParser` into session, progress and usage notices, and the
+attempt's end is classified from the `result` line, the exit status and what Forge asked for
+(a cancel or a timeout wins over what the agent printed).
+
+Secrets: the agent's credential variables are registered with `events.redact` and masked by the
+shim before its output reaches the log; every notice and outcome is redacted again on the way
+out; the command line is only ever shown through `display_argv`.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+import msgspec
+
+from actors.runtime import FailureClass, Notice, Outcome, RunHandle, TaskSpec
+from events.redact import register_secrets
+from forge.log import get_logger
+from forge.runtimes.claude_command import (
+    ClaudeNotFound,
+    agent_environment,
+    build_argv,
+    display_argv,
+    find_claude_binary,
+    secret_names,
+    session_for,
+)
+from forge.runtimes.claude_stream import ProgressThrottle, StreamParser
+from forge.runtimes.completed import CompletedRun
+from forge.runtimes.logfile import ExitStatus, iter_log_lines
+from forge.runtimes.process import ProcessRun, default_outcome, secret_env_names
+
+__all__ = ["ClaudeRuntime"]
+
+_log = get_logger(__name__)
+
+
+class ClaudeRuntime:
+    """Runs `spec.prompt` with Claude Code in `spec.cwd` (a `RuntimeAdapter` named "claude").
+
+    `binary` is `runtime.claude_binary` from the settings (None: `claude` on PATH, then the
+    claude-agent-sdk wheel's bundled binary); `default_model` is used when a task names none;
+    `environ` is the daemon's environment (`forge.settings.environment()` when not given), from
+    which the agent receives its authentication and Claude Code tuning variables only.
+    """
+
+    name = "claude"
+
+    def __init__(
+        self,
+        binary: str | None = None,
+        *,
+        default_model: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        progress_interval: float = 1.0,
+        kill_grace: float = 5.0,
+    ) -> None:
+        if environ is None:
+            from forge.settings import environment
+
+            environ = environment()
+        self.binary = binary
+        self.default_model = default_model
+        self.progress_interval = progress_interval
+        self.kill_grace = kill_grace
+        self._environ = dict(environ)
+        self._resolved: str | None = None
+        self._runs: weakref.WeakSet[ProcessRun] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def resolve_binary(self, search_path: str | None = None) -> str:
+        """The executable to run (found once); raises `ClaudeNotFound`."""
+        if self._resolved is None:
+            path = search_path if search_path is not None else self._environ.get("PATH")
+            self._resolved = find_claude_binary(self.binary, path)
+        return self._resolved
+
+    def execute(self, spec: TaskSpec, sink: Callable[[Notice], None]) -> RunHandle:
+        if not spec.prompt:
+            reason = "the claude runtime needs a prompt"
+            return CompletedRun(Outcome(ok=False, failure="invalid", reason=reason))
+        session_id, resume = session_for(spec)
+        spec = msgspec.structs.replace(spec, session_id=session_id, resume=resume)
+        try:
+            binary = self.resolve_binary(spec.env.get("PATH"))
+        except ClaudeNotFound as e:
+            return CompletedRun(Outcome(ok=False, failure="spawn", reason=str(e)))
+        argv = build_argv(binary, spec, self.default_model)
+        env = agent_environment(spec.env, self._environ, spec.cwd)
+        secrets = sorted({*secret_names(env), *secret_env_names(env)})
+        register_secrets(env[name] for name in secrets)
+        handler, builder = self._hooks(session_id, sink)
+        _log.info(
+            "claude.start",
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            session_id=session_id,
+            resume=resume,
+            argv=display_argv(argv),
+        )
+        try:
+            run = ProcessRun.start(
+                argv,
+                log_path=spec.log_path,
+                sink=sink,
+                env=env,
+                cwd=spec.cwd,
+                timeout=spec.timeout,
+                grace=self.kill_grace,
+                mask_env=secrets,
+                line_handler=handler,
+                outcome_builder=builder,
+            )
+        except OSError as e:  # the shim could not start, or the log is not writable
+            return CompletedRun(
+                Outcome(
+                    ok=False, failure="spawn", reason=f"cannot start: {e}", session_id=session_id
+                )
+            )
+        self._track(run)
+        return run
+
+    def adopt(
+        self, spec: TaskSpec, pid: int, create_time: float, sink: Callable[[Notice], None]
+    ) -> RunHandle | None:
+        """Follow an attempt again; its log is parsed from the start, so notices repeat."""
+        handler, builder = self._hooks(spec.session_id, sink)
+        run = ProcessRun.adopt(
+            pid, create_time, spec.log_path, sink, line_handler=handler, outcome_builder=builder
+        )
+        if run is not None:
+            self._track(run)
+        return run
+
+    def logs(self, log_path: str, follow: bool = False) -> Iterator[str]:
+        return iter_log_lines(log_path, follow=follow)
+
+    def cleanup(self) -> None:
+        """Stop following every run; their processes are left alone (stop them first)."""
+        with self._lock:
+            runs = list(self._runs)
+            self._runs.clear()
+        for run in runs:
+            run.detach()
+
+    def _hooks(
+        self, session_id: str | None, sink: Callable[[Notice], None]
+    ) -> tuple[
+        Callable[[str], Iterable[Notice]],
+        Callable[[ExitStatus | None, FailureClass | None], Outcome],
+    ]:
+        parser = StreamParser(session_id, ProgressThrottle(self.progress_interval))
+
+        def build(status: ExitStatus | None, requested: FailureClass | None) -> Outcome:
+            for notice in parser.flush():  # the last progress summary, before the outcome
+                sink(notice)
+            return claude_outcome(parser, status, requested)
+
+        return parser.feed, build
+
+    def _track(self, run: ProcessRun) -> None:
+        with self._lock:
+            self._runs.add(run)
+
+
+def claude_outcome(
+    parser: StreamParser, status: ExitStatus | None, requested: FailureClass | None
+) -> Outcome:
+    """How an attempt ended: Forge's own stop or a spawn failure first, then the agent's word.
+
+    The session, cost and tokens seen in the output are kept whatever the verdict.
+    """
+    if status is None or status.spawn_error is not None or requested is not None:
+        outcome = default_outcome(status, requested)
+    elif status.timed_out:
+        outcome = default_outcome(status, None)
+    else:
+        return parser.finish(status.exit_code, status.signal)
+    seen = parser.finish(
+        None if status is None else status.exit_code, None if status is None else status.signal
+    )
+    return msgspec.structs.replace(
+        outcome,
+        session_id=seen.session_id,
+        cost_usd=seen.cost_usd,
+        input_tokens=seen.input_tokens,
+        output_tokens=seen.output_tokens,
+    )
