@@ -142,6 +142,10 @@ class GroupConsumer:
             pipe.xack(self.log_key, self.group, sid)
             pipe.execute()
 
+    def redeliver_pending(self) -> None:
+        """Deliver this consumer's unacknowledged entries again on the next `read`."""
+        self._check_own_pending = True
+
     # -- acknowledging, running --------------------------------------------------------
 
     def ack(self, *ids: str) -> int:

@@ -92,14 +92,19 @@ _RULES: dict[type[Event], tuple[str, str, bool]] = {
     for cls, rule in TRANSITIONS.items()
     if cls is not TaskSubmitted
 }
+# events that never change the index are plain XADDs unless a conditional append checks them
+_INDEX_NEUTRAL = frozenset(
+    cls for cls, rule in TRANSITIONS.items() if rule.target is None and cls is not TaskAssigned
+)
 
 
-def _record(event: Event, out: list[Any]) -> None:
-    """Append the `append.lua` record of one event to `out`."""
+def _record(event: Event, out: list[Any], checked: bool = False) -> None:
+    """Append the `append.lua` record of one event to `out` (`checked`: a conditional append,
+    which must check the event's transition even if it changes nothing)."""
     cls = type(event)
     data = _ENCODER.encode(event)
     version = cls.schema
-    rule = _RULES.get(cls)
+    rule = _RULES.get(cls) if checked or cls not in _INDEX_NEUTRAL else None
     if rule is not None:
         sources, target, match = rule
         e: Any = event
@@ -171,7 +176,7 @@ class EventStore:
             "" if expect.get("attempt") is None else expect["attempt"],
             "" if expect.get("epoch") is None else expect["epoch"],
         ]
-        _record(event, head)
+        _record(event, head, checked=True)
         with redis_errors("conditional append"):
             reply = self._append(keys=self._append_keys, args=head)
         if reply[0] == 0:

@@ -6,6 +6,8 @@ import threading
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from events import (
     FleetState,
@@ -132,7 +134,11 @@ def test_decode_responses_client_is_refused(embedded_server: object) -> None:
 
 
 def test_unreachable_server_raises_store_unavailable() -> None:
-    client = redis.Redis(unix_socket_path="/tmp/forge-no-such.sock", socket_connect_timeout=0.2)
+    client = redis.Redis(
+        unix_socket_path="/tmp/forge-no-such.sock",
+        socket_connect_timeout=0.2,
+        retry=Retry(NoBackoff(), 0),
+    )
     store = EventStore(client, "x")
     with pytest.raises(StoreUnavailable):
         store.append(submit("a"))
