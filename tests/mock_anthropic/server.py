@@ -4,8 +4,9 @@
 `count_tokens` and anything else the CLI probes with a harmless 200, and records every request
 (credentials dropped) so that tests can see what the CLI sent. Model turns are answered from a
 script: each conversation turn takes the next `Reply`; once the script is exhausted the
-`default` reply is used. Requests that are not conversation turns (the CLI's small side calls,
-such as title generation, which carry no tools) get a short text and do not use up the script.
+`responder` (a function of the request body) answers, or else the `default` reply. Requests
+that are not conversation turns (side calls without tools, such as a title generation) get a
+short text and do not use up the script.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -49,8 +50,14 @@ class Recorded:
 class MockAnthropic:
     """The mock API server; use as a context manager, or call `close()`."""
 
-    def __init__(self, replies: Iterable[Reply] = (), default: Reply | None = None) -> None:
+    def __init__(
+        self,
+        replies: Iterable[Reply] = (),
+        default: Reply | None = None,
+        responder: Callable[[dict[str, Any]], Reply] | None = None,
+    ) -> None:
         self.default: Reply = default or Text("Done.")
+        self.responder = responder  # answers turns the script does not (given the request body)
         self.requests: list[Recorded] = []
         self._script: list[Reply] = list(replies)
         self._lock = threading.Lock()
@@ -100,12 +107,15 @@ class MockAnthropic:
         self.close()
 
     def _next_reply(self, body: Any) -> tuple[Reply, bool]:
-        turn = isinstance(body, dict) and bool(body.get("tools"))
+        if not (isinstance(body, dict) and body.get("tools")):
+            return Text("Ok."), False
         with self._lock:
-            if not turn:
-                return Text("Ok."), False
-            reply = self._script.pop(0) if self._script else self.default
-            return reply, True
+            if self._script:
+                return self._script.pop(0), True
+            responder = self.responder
+        if responder is not None:
+            return responder(body), True
+        return self.default, True
 
     def _record(self, request: Recorded) -> None:
         with self._lock:
