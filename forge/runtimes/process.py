@@ -1,0 +1,489 @@
+"""Detached processes under the shim: start, follow, probe, signal, adopt.
+
+Every runtime runs an attempt the same way: `ProcessRun.start` launches the shim
+(`forge/runtimes/shim.py`) in a new session with `posix_spawn`, hands it the command's exact
+environment over a pipe, and returns a `RunHandle`. The shim's (PID, process create_time) pair
+names the attempt; every probe and signal checks both, so a reused PID is never taken for it.
+
+One reader thread per run follows the log file (no inotify: an empty read sleeps 1 ms, doubling
+up to 50 ms), redacts each line, turns it into notices with the `line_handler` hook and hands
+them to the sink. When the status file has appeared and the log is drained, the
+`outcome_builder` hook turns the status into the `Outcome` that `wait()` returns, so every
+notice has reached the sink before the outcome is known.
+
+`ProcessRun.adopt` re-attaches to a shim started by an earlier daemon. It reads the log from
+`offset` (default: the start), so the sink may see lines it saw before the restart; callers that
+care remember how far they got or filter duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import msgspec
+import psutil
+
+from actors.runtime import FailureClass, Health, Notice, Outcome, OutputLine, ResourceUsage
+from events.redact import is_secret_name, redact
+from forge.log import get_logger
+from forge.runtimes.logfile import (
+    MAX_DELAY,
+    MIN_DELAY,
+    ExitStatus,
+    LineReader,
+    decode_line,
+    read_status,
+    status_path_for,
+)
+
+__all__ = [
+    "LineHandler",
+    "OutcomeBuilder",
+    "ProcessRun",
+    "default_line_handler",
+    "default_outcome",
+    "secret_env_names",
+]
+
+LineHandler = Callable[[str], Iterable[Notice]]
+OutcomeBuilder = Callable[[ExitStatus | None, FailureClass | None], Outcome]
+Sink = Callable[[Notice], None]
+
+SHIM_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim.py")
+_CREATE_TIME_TOLERANCE = 0.01  # one clock tick: the resolution of a process's start time
+_LIVENESS_INTERVAL = 0.25  # seconds between checks that a quiet shim still exists
+_REAP_TIMEOUT = 5.0  # a shim exits right after writing its status
+
+_log = get_logger(__name__)
+
+
+def default_line_handler(line: str) -> Iterable[Notice]:
+    """Every line is raw output (stdout and stderr are merged in the log)."""
+    return (OutputLine(stream="stdout", text=line),)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def default_outcome(status: ExitStatus | None, requested: FailureClass | None) -> Outcome:
+    """Classify how an attempt ended; `status` is None when the shim vanished without one."""
+    if status is None:
+        if requested is not None:
+            return Outcome(ok=False, failure=requested, reason=f"stopped ({requested})")
+        return Outcome(ok=False, failure="crash", reason="the attempt's processes vanished")
+    code, sig = status.exit_code, status.signal
+    how = f"exit code {code}" if sig is None else f"killed by {_signal_name(sig)}"
+    if status.spawn_error is not None:
+        return Outcome(ok=False, failure="spawn", reason=status.spawn_error)
+    if requested is not None:
+        return Outcome(
+            ok=False, exit_code=code, signal=sig, failure=requested, reason=f"stopped ({how})"
+        )
+    if status.timed_out:
+        reason = f"timed out after {status.ended_at - status.started_at:.1f}s ({how})"
+        return Outcome(ok=False, exit_code=code, signal=sig, failure="timeout", reason=reason)
+    if sig is not None:
+        return Outcome(ok=False, signal=sig, failure="crash", reason=how)
+    if code == 0:
+        return Outcome(ok=True, exit_code=0)
+    return Outcome(ok=False, exit_code=code, failure="exit", reason=f"exited with code {code}")
+
+
+def secret_env_names(env: Mapping[str, str]) -> list[str]:
+    """The variables whose values the shim must mask: secret-named, known or secret-shaped."""
+    return sorted(
+        name for name, value in env.items() if is_secret_name(name) or redact(value) != value
+    )
+
+
+def _redact_notice(notice: Notice) -> Notice:
+    if isinstance(notice, OutputLine):
+        return msgspec.structs.replace(notice, text=redact(notice.text))
+    return notice
+
+
+def _verified(pid: int, create_time: float) -> psutil.Process | None:
+    """The process `pid` if it is the one started at `create_time` and has not ended."""
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.Error:
+        return None
+    return proc
+
+
+def _open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3, or the process is gone
+        return None
+
+
+class ProcessRun:
+    """One attempt running under the shim (a `RunHandle`)."""
+
+    def __init__(
+        self,
+        pid: int,
+        create_time: float,
+        log_path: str,
+        sink: Sink,
+        *,
+        line_handler: LineHandler | None = None,
+        outcome_builder: OutcomeBuilder | None = None,
+        offset: int = 0,
+        is_child: bool = False,
+    ) -> None:
+        """Follow an attempt already started; use `start()` or `adopt()` rather than this."""
+        self._pid = pid
+        self._create_time = create_time
+        self._log_path = log_path
+        self._status_path = status_path_for(log_path)
+        self._sink = sink
+        self._custom_handler = line_handler is not None
+        self._line_handler = line_handler or default_line_handler
+        self._outcome_builder = outcome_builder or default_outcome
+        self._is_child = is_child  # started by this process: it must reap the shim
+        self._lock = threading.Lock()
+        self._requested: FailureClass | None = None
+        self._kill_at: float | None = None
+        self._outcome: Outcome | None = None
+        self._finished = threading.Event()
+        self._detached = threading.Event()
+        self._last_output = time.monotonic()
+        self._cpu_probes: dict[int, psutil.Process] = {}
+        self._reader = LineReader(log_path, offset)
+        self._pidfd = _open_pidfd(pid)  # readable once the shim has exited
+        self._thread = threading.Thread(target=self._follow, name=f"forge-run-{pid}", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(
+        cls,
+        argv: Sequence[str],
+        *,
+        log_path: str,
+        sink: Sink,
+        env: Mapping[str, str],
+        cwd: str | None = None,
+        timeout: float | None = None,
+        grace: float = 5.0,
+        mask_env: Iterable[str] = (),
+        line_handler: LineHandler | None = None,
+        outcome_builder: OutcomeBuilder | None = None,
+    ) -> ProcessRun:
+        """Start `argv` under the shim with exactly `env`; raises OSError if the shim cannot start.
+
+        A command that cannot be started (missing binary, bad cwd) is not an error here: the
+        run ends at once with a "spawn" outcome.
+        """
+        log_path = os.path.abspath(log_path)
+        status_path = status_path_for(log_path)
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(status_path)  # a stale status would end the new run at once
+        shim_args = [sys.executable, "-I", "-S", SHIM_PATH, "--status", status_path]
+        shim_args += ["--log", log_path, "--cwd", os.path.abspath(cwd or os.getcwd())]
+        shim_args += ["--grace", repr(grace), "--env-stdin"]
+        if timeout is not None:
+            shim_args += ["--timeout", repr(timeout)]
+        for name in mask_env:
+            shim_args += ["--mask-env", name]
+        shim_args += ["--", *argv]
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        offset = os.fstat(log_fd).st_size
+        env_read, env_write = os.pipe()
+        try:
+            pid = os.posix_spawn(
+                sys.executable,
+                shim_args,
+                {},  # the shim needs nothing; the command's environment comes over the pipe
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, env_read, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),  # the shim's own errors, if any
+                ],
+                setsid=True,
+            )
+        finally:
+            os.close(env_read)
+            os.close(log_fd)
+        try:
+            with os.fdopen(env_write, "w", encoding="utf-8") as pipe:
+                json.dump(dict(env), pipe)
+        except BrokenPipeError:
+            pass  # the shim died at start-up; the run reports it as vanished
+        try:
+            create_time = psutil.Process(pid).create_time()  # our child: not reaped yet
+        except psutil.Error:
+            create_time = time.time()
+        return cls(
+            pid,
+            create_time,
+            log_path,
+            sink,
+            line_handler=line_handler,
+            outcome_builder=outcome_builder,
+            offset=offset,
+            is_child=True,
+        )
+
+    @classmethod
+    def adopt(
+        cls,
+        pid: int,
+        create_time: float,
+        log_path: str,
+        sink: Sink,
+        *,
+        line_handler: LineHandler | None = None,
+        outcome_builder: OutcomeBuilder | None = None,
+        offset: int = 0,
+    ) -> ProcessRun | None:
+        """Follow a shim an earlier daemon started; None unless it is still that very process.
+
+        An attempt that ended while nobody watched (its status file names `pid`) is adopted
+        too: the run replays its log and reports the recorded outcome.
+        """
+        log_path = os.path.abspath(log_path)
+        if not os.path.exists(log_path):
+            return None
+        status = read_status(status_path_for(log_path))
+        if status is not None:
+            if status.pid != pid:
+                return None  # the status of some other shim
+        elif _verified(pid, create_time) is None:
+            return None  # gone, or the PID now names another process
+        return cls(
+            pid,
+            create_time,
+            log_path,
+            sink,
+            line_handler=line_handler,
+            outcome_builder=outcome_builder,
+            offset=offset,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    @property
+    def create_time(self) -> float:
+        return self._create_time
+
+    @property
+    def log_path(self) -> str:
+        return self._log_path
+
+    @property
+    def offset(self) -> int:
+        """How far into the log the sink has been fed (to adopt later without duplicates)."""
+        return self._reader.offset
+
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        """The outcome once every line has reached the sink; None on timeout or if detached."""
+        self._finished.wait(timeout)
+        return self._outcome
+
+    def detach(self) -> None:
+        """Stop following without touching the processes (a later daemon may adopt them)."""
+        self._detached.set()
+        self._finished.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def health(self) -> Health:
+        since = time.monotonic() - self._last_output
+        shim = self._shim()
+        if shim is None:
+            return Health(alive=False, seconds_since_output=since)
+        rss = 0
+        cpu = 0.0
+        live: dict[int, psutil.Process] = {}
+        for proc in self._tree(shim):
+            probe = self._cpu_probes.get(proc.pid, proc)
+            with contextlib.suppress(psutil.Error):
+                rss += probe.memory_info().rss
+                cpu += probe.cpu_percent(interval=None)  # since the previous probe
+                live[proc.pid] = probe
+        self._cpu_probes = live
+        return Health(alive=True, rss_bytes=rss, cpu_percent=cpu, seconds_since_output=since)
+
+    def resource_usage(self) -> ResourceUsage:
+        """The command's process tree (the shim itself is not counted)."""
+        shim = self._shim()
+        if shim is None:
+            return ResourceUsage()
+        rss, cpu, count = 0, 0.0, 0
+        for proc in self._tree(shim):
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                rss += proc.memory_info().rss
+                cpu += times.user + times.system + times.children_user + times.children_system
+                count += 1
+        return ResourceUsage(rss_bytes=rss, cpu_seconds=cpu, processes=count)
+
+    def pause(self) -> None:
+        """SIGSTOP the command's process tree; the shim keeps running and stops its clock."""
+        self._signal_tree(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_tree(signal.SIGCONT)
+
+    def terminate(self, grace: float = 5.0, failure: FailureClass = "cancelled") -> None:
+        """Ask the command to stop now (SIGTERM), kill it after `grace` s; returns at once."""
+        with self._lock:
+            if self._outcome is not None or self._requested is not None:
+                return
+            self._requested = failure
+            self._kill_at = time.monotonic() + max(grace, 0.0)
+        shim = self._shim()
+        if shim is not None:
+            with contextlib.suppress(psutil.Error):
+                shim.send_signal(signal.SIGTERM)  # the shim forwards it to the command's group
+        self._signal_tree(signal.SIGCONT)  # a paused command must run to see its SIGTERM
+        if grace <= 0:
+            self._force_kill()
+
+    # internals
+
+    def _shim(self) -> psutil.Process | None:
+        return _verified(self._pid, self._create_time)
+
+    @staticmethod
+    def _tree(shim: psutil.Process) -> list[psutil.Process]:
+        try:
+            return shim.children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def _signal_tree(self, signum: int) -> None:
+        """Signal every process under the shim, and every process group they lead or share."""
+        shim = self._shim()
+        if shim is None:
+            return
+        groups: set[int] = set()
+        for proc in self._tree(shim):
+            with contextlib.suppress(OSError, psutil.Error):
+                group = os.getpgid(proc.pid)
+                if group == self._pid:  # not yet in its own group: spare the shim
+                    proc.send_signal(signum)
+                else:
+                    groups.add(group)
+        for group in groups:
+            with contextlib.suppress(OSError):
+                os.killpg(group, signum)
+
+    def _force_kill(self) -> None:
+        with self._lock:
+            self._kill_at = None
+        self._signal_tree(signal.SIGKILL)
+
+    def _deliver(self, lines: list[bytes]) -> None:
+        self._last_output = time.monotonic()
+        for raw in lines:
+            line = redact(decode_line(raw))
+            try:
+                for notice in self._line_handler(line):
+                    self._sink(_redact_notice(notice) if self._custom_handler else notice)
+            except Exception:
+                _log.exception("runtime.sink_failed", pid=self._pid, log=self._log_path)
+
+    def _ended(self) -> tuple[bool, ExitStatus | None]:
+        """(ended, status): status None with ended True means the shim vanished without one."""
+        status = read_status(self._status_path)
+        if status is not None:
+            return True, status
+        if self._is_child:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(self._pid, os.WNOHANG)[0] == 0:
+                    return False, None
+                self._is_child = False  # reaped: the PID is no longer ours
+        elif self._shim() is not None:
+            return False, None
+        return True, read_status(self._status_path)  # written just before it exited?
+
+    def _follow(self) -> None:
+        delay = MIN_DELAY
+        next_liveness = 0.0
+        status: ExitStatus | None = None
+        try:
+            while not self._detached.is_set():
+                lines = self._reader.read()
+                if lines is not None:
+                    if lines:
+                        self._deliver(lines)
+                    delay = MIN_DELAY
+                    continue
+                now = time.monotonic()
+                kill_at = self._kill_at
+                if kill_at is not None and now >= kill_at:
+                    self._force_kill()
+                if os.path.exists(self._status_path) or now >= next_liveness:
+                    next_liveness = now + _LIVENESS_INTERVAL
+                    ended, status = self._ended()
+                    if ended:
+                        self._finish(status)
+                        return
+                if self._idle(delay):
+                    next_liveness = 0.0
+                delay = min(delay * 2, MAX_DELAY)
+        except Exception:  # never leave wait() hanging
+            _log.exception("runtime.reader_failed", pid=self._pid, log=self._log_path)
+            self._finish(status, drain=False)
+        finally:
+            self._reader.close()
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+
+    def _idle(self, delay: float) -> bool:
+        """Sleep up to `delay` seconds; True if the shim exited meanwhile."""
+        if self._pidfd is None:
+            self._detached.wait(delay)
+            return False
+        return bool(select.select([self._pidfd], [], [], delay)[0])
+
+    def _finish(self, status: ExitStatus | None, drain: bool = True) -> None:
+        if drain:
+            while (lines := self._reader.read()) is not None:
+                if lines:
+                    self._deliver(lines)
+            if (rest := self._reader.rest()) is not None:
+                self._deliver([rest])
+        self._reap()
+        with self._lock:
+            requested = self._requested
+        outcome = self._outcome_builder(status, requested)
+        self._outcome = msgspec.structs.replace(
+            outcome,
+            reason=redact(outcome.reason),
+            result=None if outcome.result is None else redact(outcome.result),
+        )
+        self._finished.set()
+
+    def _reap(self) -> None:
+        if not self._is_child:
+            return
+        deadline = time.monotonic() + _REAP_TIMEOUT
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(self._pid, os.WNOHANG)[0] == 0:
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(MIN_DELAY)
+        self._is_child = False
