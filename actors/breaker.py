@@ -17,8 +17,8 @@ import pykka
 import structlog
 
 from actors.clock import Clock
-from actors.messages import BreakerFailure, BreakerSuccess, Timer
-from actors.scheduler import Scheduler
+from actors.messages import BreakerFailure, BreakerSuccess, BreakerVerdict, Timer
+from actors.scheduler import Scheduler, Teller
 from events.state import BreakerState
 from events.store import EventStore as Journal
 from events.types import BreakerClosed, BreakerHalfOpened, BreakerOpened
@@ -41,6 +41,7 @@ class CircuitBreaker(pykka.ThreadingActor):
         clock: Clock,
         policy: BreakerPolicy,
         initial: BreakerState | None = None,
+        listener: Teller | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -52,6 +53,7 @@ class CircuitBreaker(pykka.ThreadingActor):
         self.until = initial.until if initial else None
         self.failures = initial.failures if initial else 0
         self.successes = 0
+        self.listener = listener  # told a BreakerVerdict after each task failure
         self.log: Any = None
 
     def on_start(self) -> None:
@@ -61,8 +63,10 @@ class CircuitBreaker(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case BreakerFailure(reason=reason, reset_at=reset_at):
+            case BreakerFailure(reason=reason, reset_at=reset_at, task_id=task_id):
                 self._failure(reason, reset_at)
+                if task_id is not None and self.listener is not None:
+                    self.listener.tell(BreakerVerdict(task_id))
             case BreakerSuccess():
                 self._success()
             case Timer(kind="breaker"):

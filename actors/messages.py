@@ -12,6 +12,7 @@ __all__ = [
     "AttemptStarted",
     "BreakerFailure",
     "BreakerSuccess",
+    "BreakerVerdict",
     "CancelAttempt",
     "HealthTick",
     "LogAdvanced",
@@ -113,6 +114,13 @@ class AttemptEnded(msgspec.Struct, frozen=True):
 class BreakerFailure(msgspec.Struct, frozen=True):
     reason: str
     reset_at: float | None = None
+    task_id: str | None = None  # answered with a BreakerVerdict once the failure is recorded
+
+
+class BreakerVerdict(msgspec.Struct, frozen=True):
+    """The breaker has recorded a task's failure (and appended any transition it caused)."""
+
+    task_id: str
 
 
 class BreakerSuccess(msgspec.Struct, frozen=True):

@@ -28,6 +28,7 @@ from actors.messages import (
     AttemptStarted,
     BreakerFailure,
     BreakerSuccess,
+    BreakerVerdict,
     CancelAttempt,
     LogAdvanced,
     NoticeReceived,
@@ -116,6 +117,8 @@ class Orchestrator(pykka.ThreadingActor):
                 self._notice(message)
             case AttemptEnded():
                 terminal.ended(self, message)
+            case BreakerVerdict(task_id=task_id):
+                terminal.requeue_after_verdict(self, task_id)
             case Timer(kind=kind, key=key):
                 self._timer(kind, key)
             case ShutdownRequested(grace=grace, reason=reason):
@@ -158,6 +161,8 @@ class Orchestrator(pykka.ThreadingActor):
         while True:
             entries = self.store.read_from(self.state.position, _READ_PAGE)
             for entry in entries:
+                if _stream_key(entry.id) <= _stream_key(self.state.position):
+                    continue  # a reaction's own catch-up (nested) has applied it already
                 apply(self.state, entry.event)
                 self.state.position = entry.id
                 if self.live:
@@ -342,7 +347,13 @@ class Orchestrator(pykka.ThreadingActor):
         ref = self.breakers.get(name)
         if ref is None:
             ref = self.breakers[name] = CircuitBreaker.start(
-                name, self.store, self.scheduler, self.clock, self.config.breaker, initial
+                name,
+                self.store,
+                self.scheduler,
+                self.clock,
+                self.config.breaker,
+                initial,
+                self.actor_ref,
             )
         return ref
 
@@ -434,9 +445,16 @@ class Orchestrator(pykka.ThreadingActor):
             return
         self.trials.get(name, set()).discard(task.task_id)
         if failure in BREAKER_FAILURES:
-            self._breaker(name).tell(BreakerFailure(reason=reason, reset_at=reset_at))
+            self._breaker(name).tell(
+                BreakerFailure(reason=reason, reset_at=reset_at, task_id=task.task_id)
+            )
         else:
             self._breaker(name).tell(BreakerSuccess())
+
+
+def _stream_key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _pid() -> int:

@@ -109,8 +109,9 @@ def after_failure(orch: Orchestrator, task: TaskState) -> None:
     now = orch._now()
     failure = task.last_failure
     if failure in BREAKER_FAILURES:
-        orch._append([t.TaskQueued(at=now, task_id=task.task_id, reason="requeued")])
-        return
+        if not orch.config.breakers.get(task.definition.runtime):
+            orch._append([t.TaskQueued(at=now, task_id=task.task_id, reason="requeued")])
+        return  # requeued once the breaker has judged the failure (requeue_after_verdict)
     if not is_transient(failure):  # type: ignore[arg-type]
         return  # a permanent failure: the task stays failed
     used = charged_attempts(task)
@@ -139,6 +140,15 @@ def after_failure(orch: Orchestrator, task: TaskState) -> None:
         ]
     )
     orch.scheduler.after(delay, orch.actor_ref, Timer(kind="retry", key=task.task_id))
+
+
+def requeue_after_verdict(orch: Orchestrator, task_id: str) -> None:
+    """The breaker has recorded the failure (and opened if it had to): requeue the task; it
+    will not be assigned while its breaker is open."""
+    orch._catch_up()
+    task = orch.state.tasks.get(task_id)
+    if task is not None and task.state == "failed" and task.last_failure in BREAKER_FAILURES:
+        orch._append([t.TaskQueued(at=orch._now(), task_id=task_id, reason="requeued")])
 
 
 def fail_dependants(orch: Orchestrator, task: TaskState) -> None:
