@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -36,6 +37,9 @@ from forge.runtimes.claude_stream import ProgressThrottle, StreamParser
 from forge.runtimes.completed import CompletedRun
 from forge.runtimes.logfile import ExitStatus, iter_log_lines
 from forge.runtimes.process import ProcessRun, default_outcome, secret_env_names
+
+if TYPE_CHECKING:
+    from forge.settings import Settings
 
 __all__ = ["ClaudeRuntime"]
 
@@ -74,6 +78,14 @@ class ClaudeRuntime:
         self._resolved: str | None = None
         self._runs: weakref.WeakSet[ProcessRun] = weakref.WeakSet()
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, environ: Mapping[str, str] | None = None
+    ) -> ClaudeRuntime:
+        """The runtime configured by `runtime.claude_binary` and `runtime.default_model`."""
+        runtime = settings.runtime
+        return cls(runtime.claude_binary, default_model=runtime.default_model, environ=environ)
 
     def resolve_binary(self, search_path: str | None = None) -> str:
         """The executable to run (found once); raises `ClaudeNotFound`."""

@@ -158,3 +158,21 @@ def test_display_argv_hides_secret_options() -> None:
     assert shown[shown.index("--mcp-config") + 1] == MASK
     assert "abc" not in " ".join(shown)
     assert len(shown[-1]) <= 80
+
+
+def test_registered_as_the_claude_runtime(tmp_path: Path) -> None:
+    from forge.runtimes import get_runtime
+    from forge.runtimes.claude import ClaudeRuntime
+    from forge.settings import load_settings
+
+    runtime = get_runtime("claude")
+    assert isinstance(runtime, ClaudeRuntime)
+    assert runtime.name == "claude"
+    mine = executable(tmp_path / "my-claude")
+    settings = load_settings(
+        overrides={"runtime.claude_binary": str(mine), "runtime.default_model": "opus"},
+        environ={"FORGE_HOME": str(tmp_path)},
+    )
+    configured = ClaudeRuntime.from_settings(settings, environ={})
+    assert configured.resolve_binary() == str(mine)
+    assert configured.default_model == "opus"

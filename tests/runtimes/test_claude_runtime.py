@@ -26,6 +26,7 @@ from actors.runtime import (
     SessionNotice,
     TaskSpec,
     UsageNotice,
+    is_transient,
 )
 from forge.runtimes.claude import ClaudeRuntime
 from forge.runtimes.claude_command import bundled_binary
@@ -221,6 +222,7 @@ def test_api_errors_after_the_cli_retries(
     assert outcome is not None
     assert (outcome.ok, outcome.failure, outcome.exit_code) == (False, failure, 1)
     assert reason in outcome.reason
+    assert is_transient(outcome.failure) is (failure == "api_error")  # what the breaker counts
     assert outcome.session_id == SESSION
     assert outcome.cost_usd == 0
     assert f"API retry 1/1: {error.status}" in sink.summaries() or f"({error.status})" in (
