@@ -11,6 +11,7 @@ decision in the log before acting on it.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import msgspec
@@ -28,10 +29,21 @@ from actors.messages import (
     ResumeAgent,
     RunAttempt,
 )
-from actors.runtime import Notice, Outcome, RunHandle, RuntimeAdapter, TaskSpec
+from actors.runtime import (
+    Notice,
+    Outcome,
+    OutputLine,
+    ProgressNotice,
+    RunHandle,
+    RuntimeAdapter,
+    TaskSpec,
+)
 from actors.scheduler import Scheduler, Teller
 
-__all__ = ["AgentSupervisor", "HealthPolicy"]
+__all__ = ["PROGRESS_INTERVAL", "AgentSupervisor", "HealthPolicy"]
+
+PROGRESS_INTERVAL = 1.0  # seconds between progress events made from raw output
+PROGRESS_CHARS = 200
 
 
 class HealthPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,9 +118,20 @@ class AgentSupervisor(pykka.ThreadingActor):
     # -- attempts -------------------------------------------------------------------------
 
     def _sink(self, spec: TaskSpec) -> Any:
+        """Forward the runtime's notices; raw output lines become progress, at most one per
+        `PROGRESS_INTERVAL` so that a chatty agent cannot flood the log (the full output is
+        in the attempt's log file)."""
         orchestrator, agent_id = self.orchestrator, self.agent_id
+        last = [-PROGRESS_INTERVAL]
 
         def deliver(notice: Notice) -> None:
+            if isinstance(notice, OutputLine):
+                now = time.monotonic()
+                text = notice.text.strip()
+                if not text or now - last[0] < PROGRESS_INTERVAL:
+                    return
+                last[0] = now
+                notice = ProgressNotice(summary=text[:PROGRESS_CHARS])
             orchestrator.tell(NoticeReceived(agent_id, spec.task_id, spec.attempt, notice))
 
         return deliver

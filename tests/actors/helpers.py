@@ -68,6 +68,11 @@ def wait_for(
         delay = min(delay * 2, 0.05)
 
 
+def task_state(state: FleetState, task_id: str) -> str | None:
+    task = state.tasks.get(task_id)
+    return task.state if task is not None else None
+
+
 def settled(state: FleetState, task_id: str) -> bool:
     """The task is done for good: terminal, and not a transient failure awaiting its retry."""
     task = state.tasks.get(task_id)

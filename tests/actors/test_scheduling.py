@@ -19,6 +19,7 @@ from tests.actors.helpers import (
     events_of,
     running_fleet,
     submit,
+    task_state,
     wait_for,
 )
 
@@ -195,7 +196,7 @@ def test_stale_completion_is_rejected(redis_client: redis.Redis, tmp_path: Path)
     with running_fleet(redis_client, {"fake": fake}, config(tmp_path)) as (fleet, store):
         submit(store, "z", runtime="fake", command=["hold"])
         fake.wait_started(1)
-        state = wait_for(fleet, lambda s: s.tasks["z"].state == "running")
+        state = wait_for(fleet, lambda s: task_state(s, "z") == "running")
         agent_id = state.tasks["z"].agent_id or ""
         assert fleet.orchestrator is not None
         stale_epoch = (state.tasks["z"].epoch or 0) - 1
@@ -250,7 +251,7 @@ def test_restart_recovers_a_lost_attempt_exactly_once(
     with running_fleet(redis_client, {"fake": first}, config(tmp_path)) as (fleet, store):
         submit(store, "r", runtime="fake", command=["hold"])
         first.wait_started(1)
-        wait_for(fleet, lambda s: s.tasks["r"].state == "running")
+        wait_for(fleet, lambda s: task_state(s, "r") == "running")
         fleet.close()  # no graceful stop: as if the daemon died
     second = FakeRuntime()
     with running_fleet(redis_client, {"fake": second}, config(tmp_path)) as (fleet, store):
