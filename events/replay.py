@@ -12,7 +12,7 @@ import msgspec
 
 from events.projection import apply_entries
 from events.snapshot import SnapshotStore
-from events.state import FleetState
+from events.state import FleetState, paused_gc
 from events.store import DEFAULT_PAGE, EventStore, Quarantined
 
 __all__ = ["ReplayReport", "replay", "until_bound"]
@@ -56,8 +56,9 @@ def replay(
     start = "-" if from_snapshot is None else "(" + from_snapshot
     before = state.event_count
     quarantined: list[Quarantined] = []
-    for page in store.pages(start, end, page_size, quarantined):
-        apply_entries(state, page)
+    with paused_gc():
+        for page in store.pages(start, end, page_size, quarantined):
+            apply_entries(state, page)
     report = ReplayReport(
         snapshot_position=from_snapshot,
         events_applied=state.event_count - before,

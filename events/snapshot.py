@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from events.state import FleetState
+from events.state import FleetState, paused_gc
 from events.store import EventStore, redis_errors
 
 __all__ = ["SNAPSHOT_FORMAT", "SnapshotEnvelope", "SnapshotStore", "state_fingerprint"]
@@ -128,7 +128,8 @@ class SnapshotStore:
             _warn(position, "checksum mismatch")
             return None
         try:
-            state = self._state_decoder.decode(envelope.body)
+            with paused_gc():
+                state = self._state_decoder.decode(envelope.body)
         except msgspec.MsgspecError as e:
             _warn(position, f"undecodable state: {e}")
             return None

@@ -143,6 +143,7 @@ class EventStore:
         self._append: Script = client.register_script(_load_script("append.lua"))
         self._read_page: Script = client.register_script(_load_script("read_page.lua"))
         self._append_keys = [self.keys.log, self.keys.index, self.keys.idempotency]
+        self._page_sha: str | None = None
 
     # -- appending ---------------------------------------------------------------------
 
@@ -257,33 +258,51 @@ class EventStore:
     ) -> Iterator[Sequence[tuple[str, int, Event]]]:
         """The log as pages of (id, schema version, event), each page read and decoded in one
         go; entries that cannot be decoded are quarantined (and added to `quarantined`)."""
-        while True:
+        with redis_errors("read"):
+            sha = self._page_sha or self.client.script_load(self._read_page.script)
+            self._page_sha = sha
+            conn: Any = self.client.connection_pool.get_connection()
+        pending = False
+
+        def request(start: str) -> None:
+            nonlocal pending
+            conn.send_command("EVALSHA", sha, 1, self.keys.log, start, end, page_size)
+            pending = True
+
+        try:
             with redis_errors("read"):
-                blob = self._read_page(keys=[self.keys.log], args=[start, end, page_size])
-            page: Sequence[tuple[str, int, Event]]
-            try:
-                page = _PAGE_DECODER.decode(blob)
-                for _, version, event in page:
-                    if version != event.schema:
-                        raise UndecodableEvent("older schema in page")
-                raw_count, last = len(page), (page[-1][0] if page else None)
-            except (msgspec.MsgspecError, UndecodableEvent):
-                page, raw_count, last = self._slow_page(start, end, page_size, quarantined)
-            if page:
-                yield page
-            if raw_count < page_size or last is None:
-                return
-            start = "(" + last
+                request(start)
+            while pending:
+                with redis_errors("read"):
+                    raw_count, last_raw, blob = conn.read_response()
+                    pending = False
+                    last = _text(last_raw)
+                    if raw_count == page_size:  # the server reads the next page meanwhile
+                        request("(" + last)
+                page: Sequence[tuple[str, int, Event]]
+                try:
+                    page = _PAGE_DECODER.decode(blob)
+                    for _, version, event in page:
+                        if version != event.schema:
+                            raise UndecodableEvent("older schema in page")
+                except (msgspec.MsgspecError, UndecodableEvent):
+                    page = self._slow_page(start, last, page_size, quarantined)
+                if page:
+                    yield page
+                start = "(" + last
+        finally:
+            if pending:
+                conn.disconnect()  # an unread reply must not reach the next user
+            self.client.connection_pool.release(conn)
 
     def _slow_page(
         self, start: str, end: str, count: int, quarantined: list[Quarantined] | None
-    ) -> tuple[list[tuple[str, int, Event]], int, str | None]:
-        """A page decoded entry by entry (quarantining), its raw size and last raw id."""
+    ) -> list[tuple[str, int, Event]]:
+        """A page decoded entry by entry, quarantining what cannot be decoded."""
         with redis_errors("read"):
             raw: Any = self.client.xrange(self.keys.log, start, end, count=count)
         entries = self._decode_all(raw, quarantined)
-        last = _text(raw[-1][0]) if raw else None
-        return [(e.id, e.event.schema, e.event) for e in entries], len(raw), last
+        return [(e.id, e.event.schema, e.event) for e in entries]
 
     def tail(
         self,

@@ -1,7 +1,7 @@
 -- Read a page of the log as ONE msgpack document, so the client decodes it in a single call.
 --
 -- KEYS[1] log stream; ARGV[1] start id, ARGV[2] end id, ARGV[3] count.
--- Returns a msgpack array of [id, version, event] triples, where `event` is the stored msgpack
+-- Returns {count, last id, page}; the page is a msgpack array of [id, version, event] triples, where `event` is the stored msgpack
 -- payload embedded as is. An entry without a data field or with an odd version gets nil in
 -- place of the event, which makes the typed decode fail so the client re-reads the page the
 -- slow way and quarantines what it cannot decode.
@@ -22,4 +22,5 @@ for k = 1, #entries do
   end
   out[k + 1] = '\147\217' .. string.char(#id) .. id .. string.char(version) .. d
 end
-return table.concat(out)
+local last = #entries > 0 and entries[#entries][1] or ''
+return {#entries, last, table.concat(out)}
