@@ -7,7 +7,9 @@ from events.errors import AppendConflict, ForgeError, StoreError, StoreUnavailab
 __all__ = [
     "AppendConflict",
     "ConfigError",
+    "DaemonError",
     "ForgeError",
+    "InvalidTask",
     "NotFound",
     "ServerError",
     "StoreError",
@@ -33,3 +35,11 @@ class ServerError(ForgeError):
 
 class NotFound(ForgeError):
     """Raised when a task, agent or other named thing does not exist."""
+
+
+class InvalidTask(ForgeError):
+    """Raised when a task to submit (flags or a tasks file) is invalid; nothing is appended."""
+
+
+class DaemonError(ForgeError):
+    """Raised when the daemon cannot be started or stopped, or none runs to act on a request."""

@@ -12,6 +12,7 @@ import msgspec
 import redis
 
 from events.redact import redact, redact_value, register_secrets
+from events.store import EventStore
 from forge.connection import connect
 from forge.log import configure_logging
 from forge.settings import Settings, load_settings, secret_values
@@ -29,6 +30,7 @@ class App:
         self.overrides = overrides
         self._settings: Settings | None = None
         self._redis: redis.Redis | None = None
+        self._store: EventStore | None = None
 
     @property
     def settings(self) -> Settings:
@@ -45,10 +47,18 @@ class App:
             self._redis = connect(self.settings)
         return self._redis
 
+    @property
+    def store(self) -> EventStore:
+        """The event log of the configured namespace."""
+        if self._store is None:
+            self._store = EventStore(self.redis, self.settings.redis.namespace)
+        return self._store
+
     def close(self) -> None:
         if self._redis is not None:
             self._redis.close()
             self._redis = None
+            self._store = None
 
 
 pass_app = click.make_pass_decorator(App)

@@ -11,10 +11,15 @@ import structlog
 from events.errors import ForgeError
 from events.redact import redact
 from forge import __version__
+from forge.cli.agent_cmd import agent
 from forge.cli.app import App
 from forge.cli.config_cmd import config
+from forge.cli.daemon_cmd import daemon
+from forge.cli.events_cmd import events
+from forge.cli.run_cmd import run
 from forge.cli.server_cmd import server
 from forge.cli.status_cmd import status
+from forge.cli.task_cmd import task
 
 __all__ = ["cli", "main"]
 
@@ -66,29 +71,8 @@ def cli(
     ctx.obj = App(config_file, {"logging.level": log_level, "logging.format": log_format})
 
 
-@cli.group()
-def task() -> None:
-    """Submit, list, inspect, cancel and retry tasks."""
-
-
-@cli.group()
-def agent() -> None:
-    """List, spawn, pause, resume and kill agents."""
-
-
-@cli.group()
-def daemon() -> None:
-    """Start, stop and inspect the background orchestrator daemon."""
-
-
-@cli.group()
-def events() -> None:
-    """Read, replay, export and verify the event log."""
-
-
-cli.add_command(config)
-cli.add_command(server)
-cli.add_command(status)
+for command in (task, agent, daemon, events, run, status, config, server):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -2,30 +2,128 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
 
+from events.state import FleetState
 from forge.cli.app import App, echo_data, json_option, pass_app
+from forge.cli.render import (
+    daemon_info,
+    describe,
+    duration,
+    fleet_state,
+    state_style,
+    table,
+    task_duration,
+)
 from forge.connection import describe_target
 
 __all__ = ["status"]
 
 
+def _data(app: App, state: FleetState) -> dict[str, Any]:
+    info = daemon_info(app)
+    agents: dict[str, int] = {}
+    for a in state.agents.values():
+        agents[a.status] = agents.get(a.status, 0) + 1
+    running = [
+        {
+            "task_id": x.task_id,
+            "state": x.state,
+            "agent_id": x.agent_id,
+            "attempt": x.attempt,
+            "seconds": task_duration(x),
+            "what": describe(x),
+        }
+        for x in state.tasks.values()
+        if x.state in ("assigned", "running")
+    ]
+    beat = info.heartbeat
+    return {
+        "redis": describe_target(app.settings),
+        "namespace": app.settings.redis.namespace,
+        "daemon": {
+            "running": info.running,
+            "pid": info.local.pid if info.local else (beat.pid if beat else None),
+            "node_id": beat.node_id if beat else state.daemon_node,
+            "epoch": state.daemon_epoch,
+        },
+        "agents": agents,
+        "queue": {str(p): len(state.queues[p]) for p in sorted(state.queues)},
+        "tasks": state.counts(),
+        "running": running,
+        "breakers": {
+            name: {"state": b.state, "until": b.until, "reason": b.reason}
+            for name, b in state.breakers.items()
+        },
+        "spend_usd": round(state.total_cost_usd, 6),
+        "budget_usd": state.budget_limit_usd,
+        "budget_exhausted": state.budget_exhausted,
+        "log": {"events": state.event_count, "position": state.position},
+    }
+
+
 def _render(data: dict[str, Any]) -> str:
-    return "\n".join(f"{key}: {value}" for key, value in data.items())
+    d = data["daemon"]
+    head = (
+        f"daemon: running (pid {d['pid']}, node {d['node_id']}, epoch {d['epoch']})"
+        if d["running"]
+        else "daemon: not running (tasks stay queued until `forge daemon start`)"
+    )
+    live = {s: n for s, n in data["agents"].items() if s not in ("terminated", "crashed")}
+    lines = [
+        head,
+        f"redis: {data['redis']}   namespace: {data['namespace']}",
+        "agents: "
+        + (", ".join(f"{n} {state_style(s)}" for s, n in sorted(live.items())) or "none"),
+        "queue: "
+        + "  ".join(f"p{p}={n}" for p, n in data["queue"].items())
+        + f"  (total {sum(data['queue'].values())})",
+        "tasks: "
+        + (", ".join(f"{n} {state_style(s)}" for s, n in sorted(data["tasks"].items())) or "none"),
+    ]
+    breakers = data["breakers"]
+    lines.append(
+        "breakers: "
+        + (
+            ", ".join(
+                f"{name} {state_style(b['state'])}"
+                + (
+                    f" until {time.strftime('%H:%M:%S', time.localtime(b['until']))}"
+                    if b["state"] == "open" and b["until"]
+                    else ""
+                )
+                for name, b in breakers.items()
+            )
+            or "none tripped"
+        )
+    )
+    budget = f" of ${data['budget_usd']:.2f}" if data["budget_usd"] is not None else ""
+    exhausted = " (exhausted: no new attempts)" if data["budget_exhausted"] else ""
+    lines.append(f"spend: ${data['spend_usd']:.4f}{budget}{exhausted}")
+    lines.append(f"log: {data['log']['events']} events, at {data['log']['position']}")
+    if data["running"]:
+        rows = [
+            [
+                r["task_id"],
+                state_style(r["state"]),
+                r["agent_id"] or "-",
+                r["attempt"],
+                duration(r["seconds"]),
+                r["what"],
+            ]
+            for r in data["running"]
+        ]
+        lines += ["", table(["RUNNING", "STATE", "AGENT", "ATT", "FOR", "WHAT"], rows)]
+    return "\n".join(lines)
 
 
 @click.command()
 @json_option
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Show the fleet at a glance: Redis, agents, queue, breakers and spend."""
-    client = app.redis
-    info = client.info("server")
-    data = {
-        "redis": describe_target(app.settings),
-        "server_version": info.get("valkey_version") or info.get("redis_version"),
-        "namespace": app.settings.redis.namespace,
-    }
-    echo_data(data, as_json, _render)
+    """Show the fleet at a glance: daemon, agents, queue by priority, running tasks,
+    breakers and spend."""
+    echo_data(_data(app, fleet_state(app)), as_json, _render)

@@ -1,0 +1,168 @@
+"""`forge daemon start|stop|status|logs`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import click
+
+from events import types as t
+from forge.cli.app import App, echo_data, json_option, pass_app
+from forge.cli.render import DaemonInfo, daemon_info, duration, fleet_state, stamp
+from forge.daemon import Daemon
+from forge.daemon_process import DaemonFiles, python_argv, spawn_background, wait_gone
+from forge.errors import DaemonError
+from forge.settings import environment
+
+__all__ = ["daemon"]
+
+
+@click.group()
+def daemon() -> None:
+    """Start, stop and inspect the background orchestrator daemon."""
+
+
+@daemon.command("start")
+@click.option("--foreground", is_flag=True, help="Run in this process (logs to stderr).")
+@pass_app
+def start_cmd(app: App, foreground: bool) -> None:
+    """Start the daemon: detached, with its pid file and log under FORGE_HOME."""
+    files = DaemonFiles(app.settings.home_path)
+    running, stale = files.running()
+    if running is not None:
+        raise DaemonError(f"a daemon is already running (pid {running.pid})")
+    if stale is not None:
+        click.echo(f"removed the stale pid file of daemon pid {stale.pid}", err=True)
+    if foreground:
+        raise click.exceptions.Exit(Daemon(app.settings, app.redis).run())
+    app.redis  # noqa: B018 - start the embedded server here, where its errors can be shown
+    args = ["--config", str(app.config_file)] if app.config_file else []
+    record = spawn_background(
+        files, python_argv(*args, "daemon", "start", "--foreground"), environment()
+    )
+    click.echo(f"daemon started (pid {record.pid}, node {record.node_id}); log: {files.logfile}")
+
+
+@daemon.command("stop")
+@click.option("--force", is_flag=True, help="Stop running tasks at once; SIGKILL if it lingers.")
+@click.option("--timeout", type=click.FloatRange(0), help="Seconds to wait (default: grace + 30).")
+@pass_app
+def stop_cmd(app: App, force: bool, timeout: float | None) -> None:
+    """Ask the daemon to stop (through the log) and wait for its process to exit."""
+    info = daemon_info(app)
+    if not info.running:
+        raise DaemonError("no daemon is running")
+    app.store.append(t.DaemonStopRequested(at=time.time(), force=force))
+    local = info.local
+    if local is None:
+        click.echo("stop requested (the daemon runs on another host)")
+        return
+    wait = timeout if timeout is not None else app.settings.orchestrator.shutdown_grace + 30
+    if force:
+        wait = min(wait, 15.0)
+    if wait_gone(local.pid, local.create_time, wait):
+        click.echo(f"daemon stopped (pid {local.pid})")
+        return
+    if not force:
+        raise DaemonError(
+            f"the daemon (pid {local.pid}) did not stop within {wait:.0f} s; try --force"
+        )
+    os.kill(local.pid, signal.SIGKILL)
+    wait_gone(local.pid, local.create_time, 10)
+    DaemonFiles(app.settings.home_path).remove(local)
+    click.echo(f"daemon killed (pid {local.pid}); a restart recovers its tasks")
+
+
+def _status_data(app: App, info: DaemonInfo) -> dict[str, Any]:
+    state = fleet_state(app)
+    beat = info.heartbeat
+    local = info.local
+    agents: dict[str, int] = {}
+    for a in state.agents.values():
+        if a.status not in ("terminated", "crashed"):
+            agents[a.status] = agents.get(a.status, 0) + 1
+    return {
+        "running": info.running,
+        "pid": local.pid if local else (beat.pid if beat else None),
+        "since": local.started_at if local else (beat.started_at if beat else None),
+        "node_id": local.node_id if local else (beat.node_id if beat else state.daemon_node),
+        "host": beat.host if beat else None,
+        "epoch": state.daemon_epoch,
+        "namespace": app.settings.redis.namespace,
+        "agents": agents,
+        "queued": {str(p): len(q) for p, q in state.queues.items() if q},
+        "tasks": state.counts(),
+        "log_position": state.position,
+        "log_file": str(DaemonFiles(app.settings.home_path).logfile),
+        "stale_pid": info.stale_pid,
+    }
+
+
+def _render(data: dict[str, Any]) -> str:
+    if data["running"]:
+        since = data["since"]
+        uptime = duration(time.time() - since) if since else "?"
+        head = f"daemon: running (pid {data['pid']}, since {stamp(since)}, up {uptime})"
+    else:
+        head = "daemon: not running"
+        if data["stale_pid"]:
+            head += f" (removed the stale pid file of pid {data['stale_pid']})"
+    queued = ", ".join(f"p{p}: {n}" for p, n in data["queued"].items()) or "empty"
+    agents = ", ".join(f"{n} {s}" for s, n in data["agents"].items()) or "none"
+    tasks = ", ".join(f"{n} {s}" for s, n in sorted(data["tasks"].items())) or "none"
+    return "\n".join(
+        [
+            head,
+            f"node: {data['node_id'] or '-'}   epoch: {data['epoch']}   "
+            f"namespace: {data['namespace']}",
+            f"agents: {agents}",
+            f"queue: {queued}",
+            f"tasks: {tasks}",
+            f"log: {data['log_file']}",
+        ]
+    )
+
+
+@daemon.command("status")
+@json_option
+@pass_app
+def status_cmd(app: App, as_json: bool) -> None:
+    """Whether the daemon runs, since when, its node and epoch, agents and queue.
+
+    Exits 1 when no daemon runs."""
+    info = daemon_info(app)
+    echo_data(_status_data(app, info), as_json, _render)
+    if not info.running:
+        raise click.exceptions.Exit(1)
+
+
+@daemon.command("logs")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C ends).")
+@click.option("--lines", "-n", type=click.IntRange(0), default=50, show_default=True)
+@pass_app
+def logs_cmd(app: App, follow: bool, lines: int) -> None:
+    """Print the daemon's log file."""
+    path = DaemonFiles(app.settings.home_path).logfile
+    if not path.exists():
+        raise DaemonError(f"no daemon log yet at {path}")
+    with open(path, "rb") as f:
+        tail = f.read().decode("utf-8", "replace").splitlines()[-lines:] if lines else []
+        for line in tail:
+            click.echo(line)
+        if not follow:
+            return
+        pending = b""
+        try:
+            while True:
+                chunk = f.read()
+                if not chunk:
+                    time.sleep(0.2)
+                    continue
+                *complete, pending = (pending + chunk).split(b"\n")
+                for raw in complete:
+                    click.echo(raw.decode("utf-8", "replace"))
+        except KeyboardInterrupt:
+            return

@@ -1,0 +1,167 @@
+"""What the commands share to read the fleet and to show it: the current state, the daemon,
+tables (aligned on a TTY, tab-separated otherwise), colours, times and durations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import msgspec
+
+from events.replay import replay
+from events.state import FleetState, TaskState
+from forge.cli.app import App
+from forge.daemon import Heartbeat, read_heartbeat
+from forge.daemon_process import DaemonFiles, PidRecord, alive
+from forge.errors import DaemonError, NotFound
+
+__all__ = [
+    "DaemonInfo",
+    "daemon_info",
+    "describe",
+    "duration",
+    "fleet_state",
+    "is_tty",
+    "require_daemon",
+    "stamp",
+    "state_style",
+    "table",
+    "task_or_fail",
+]
+
+_STATE_COLOURS = {
+    "completed": "green",
+    "running": "cyan",
+    "assigned": "cyan",
+    "queued": "blue",
+    "pending": "white",
+    "retry_wait": "yellow",
+    "failed": "red",
+    "dead_lettered": "red",
+    "cancelled": "magenta",
+    "busy": "cyan",
+    "idle": "green",
+    "ready": "green",
+    "paused": "yellow",
+    "unhealthy": "red",
+    "crashed": "red",
+    "terminated": "white",
+    "open": "red",
+    "half_open": "yellow",
+    "closed": "green",
+}
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def state_style(state: str) -> str:
+    """A state name, coloured on a TTY."""
+    colour = _STATE_COLOURS.get(state)
+    return click.style(state, fg=colour) if colour and is_tty() else state
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """An aligned table on a TTY; tab-separated lines (header first) otherwise."""
+    cells = [[str(c) for c in row] for row in rows]
+    if not is_tty():
+        return "\n".join("\t".join(r) for r in [list(headers), *cells])
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(click.unstyle(cell)))
+
+    def line(row: Sequence[str]) -> str:
+        padded = [c + " " * (widths[i] - len(click.unstyle(c))) for i, c in enumerate(row)]
+        return "  ".join(padded).rstrip()
+
+    head = click.style(line(list(headers)), bold=True)
+    return "\n".join([head, *(line(r) for r in cells)])
+
+
+def stamp(at: float | None) -> str:
+    """A wall-clock time as local ISO 8601 (seconds and milliseconds)."""
+    if not at:
+        return "-"
+    return dt.datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def describe(task: TaskState, width: int = 48) -> str:
+    """A task's name, or its command or prompt, shortened."""
+    d = task.definition
+    text = d.name or (" ".join(d.command) if d.command else (d.prompt or "")).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def task_duration(task: TaskState) -> float | None:
+    """From the first start to the end (or now, while it runs)."""
+    starts = [r.started_at for r in task.history if r.started_at]
+    if not starts:
+        return None
+    end = task.finished_at or (None if task.terminal else time.time())
+    return None if end is None else max(0.0, end - starts[0])
+
+
+def fleet_state(app: App) -> FleetState:
+    """The fleet's state now, replayed from the log (newest snapshot plus the tail)."""
+    state, _ = replay(app.store)
+    return state
+
+
+def task_or_fail(state: FleetState, task_id: str) -> TaskState:
+    task = state.tasks.get(task_id)
+    if task is None:
+        raise NotFound(f"unknown task id {task_id!r}")
+    return task
+
+
+class DaemonInfo(msgspec.Struct, kw_only=True):
+    """Whether a daemon runs on this namespace, and what is known of it."""
+
+    running: bool
+    local: PidRecord | None = None  # this home's daemon process, if it runs
+    heartbeat: Heartbeat | None = None  # the namespace's daemon, wherever it runs
+    stale_pid: int | None = None  # a dead daemon's pid file, just cleaned up
+
+
+def daemon_info(app: App) -> DaemonInfo:
+    """The daemon as seen from here: this home's pid file and the namespace's heartbeat."""
+    local, stale = DaemonFiles(app.settings.home_path).running()
+    beat = read_heartbeat(app.redis, app.settings.redis.namespace)
+    if (
+        beat is not None
+        and beat.host == socket.gethostname()
+        and not alive(beat.pid, beat.create_time)
+    ):
+        beat = None  # a daemon of this host that died (its heartbeat's TTL has not run out)
+    return DaemonInfo(
+        running=local is not None or beat is not None,
+        local=local,
+        heartbeat=beat,
+        stale_pid=stale.pid if stale is not None else None,
+    )
+
+
+def require_daemon(app: App) -> DaemonInfo:
+    """The running daemon; raises DaemonError when none runs to act on a request."""
+    info = daemon_info(app)
+    if not info.running:
+        raise DaemonError("no daemon is running (start one with `forge daemon start`)")
+    return info

@@ -1,0 +1,254 @@
+"""The daemon: a Fleet built from the settings, run until a stop request or a signal.
+
+Control reaches the daemon through the log only (the CLI appends `DaemonStopRequested`, cancel
+and agent requests), so there is no port to open. The daemon publishes a heartbeat — a small
+Redis hash with a short TTL, refreshed every `HEARTBEAT_INTERVAL` seconds — holding who it is
+and a digest of its live state at a log position; `forge events verify` replays the log to that
+position and compares digests, and the CLI uses the heartbeat to tell whether a daemon runs.
+
+Signals: the first SIGTERM or SIGINT is a graceful stop (running tasks get
+`orchestrator.shutdown_grace` seconds), a second one stops them at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import msgspec
+import redis
+
+from actors.breaker import BreakerPolicy
+from actors.fleet import Fleet
+from actors.messages import ShutdownRequested
+from actors.policy import OrchestratorConfig, RetryPolicy
+from actors.runtime import RuntimeAdapter
+from actors.supervisor import HealthPolicy
+from events.keys import PREFIX
+from events.state import FleetState
+from events.store import EventStore, redis_errors
+from forge.daemon_process import DaemonFiles, PidRecord, hold_lock, process_create_time
+from forge.errors import ForgeError
+from forge.log import get_logger
+from forge.runtimes import available_runtimes, get_runtime
+from forge.settings import Settings, environment
+
+__all__ = [
+    "HEARTBEAT_INTERVAL",
+    "Daemon",
+    "Heartbeat",
+    "build_runtimes",
+    "heartbeat_key",
+    "node_id",
+    "orchestrator_config",
+    "read_heartbeat",
+    "state_digest",
+]
+
+HEARTBEAT_INTERVAL = 2.0
+HEARTBEAT_TTL = 10
+
+
+class Heartbeat(msgspec.Struct, kw_only=True):
+    """What the running daemon publishes about itself."""
+
+    node_id: str
+    host: str
+    pid: int
+    create_time: float
+    started_at: float
+    updated_at: float
+    epoch: int
+    position: str  # the log position of the digested live state
+    event_count: int
+    digest: str  # `state_digest` of the live state at `position`
+
+
+def heartbeat_key(namespace: str) -> str:
+    """The heartbeat hash of a namespace (same hash tag as the log's keys)."""
+    return f"{PREFIX}:{{{namespace}}}:daemon"
+
+
+def state_digest(state: FleetState) -> str:
+    """A digest of a fleet state, equal for equal states (orderings included)."""
+    return hashlib.sha256(msgspec.msgpack.encode(state)).hexdigest()
+
+
+def read_heartbeat(client: redis.Redis, namespace: str) -> Heartbeat | None:
+    """The running daemon's heartbeat, or None when no daemon has published one lately."""
+    with redis_errors("read heartbeat"):
+        raw: Any = client.get(heartbeat_key(namespace))
+    if raw is None:
+        return None
+    try:
+        return msgspec.json.decode(raw, type=Heartbeat)
+    except msgspec.DecodeError:
+        return None
+
+
+def node_id(files: DaemonFiles) -> str:
+    """This home's node id: the host name and a random suffix, made once and kept."""
+    try:
+        return files.nodefile.read_text().strip()
+    except FileNotFoundError:
+        made = f"{socket.gethostname().split('.')[0]}-{secrets.token_hex(3)}"
+        files.home.mkdir(parents=True, exist_ok=True)
+        files.nodefile.write_text(made + "\n")
+        return made
+
+
+def orchestrator_config(
+    settings: Settings, node: str, max_agents: int | None = None
+) -> OrchestratorConfig:
+    """The orchestrator's configuration from the settings."""
+    env = environment()
+    allow = settings.runtime.env_allowlist
+    orch = settings.orchestrator
+    return OrchestratorConfig(
+        node_id=node,
+        logs_dir=str(settings.home_path / "logs"),
+        max_agents=max_agents or orch.max_concurrent_agents,
+        idle_timeout=orch.idle_agent_timeout,
+        shutdown_grace=orch.shutdown_grace,
+        default_timeout=settings.runtime.task_timeout,
+        default_model=settings.runtime.default_model,
+        fleet_budget_usd=orch.fleet_budget_usd,
+        snapshot_every=orch.snapshot_every,
+        base_env={name: env[name] for name in allow if name in env},
+        retry=RetryPolicy(
+            base_delay=settings.retry.base_delay,
+            multiplier=settings.retry.multiplier,
+            max_delay=settings.retry.max_delay,
+            jitter=settings.retry.jitter,
+        ),
+        breaker=BreakerPolicy(
+            failure_threshold=settings.breaker.failure_threshold,
+            success_threshold=settings.breaker.success_threshold,
+            open_timeout=settings.breaker.open_timeout,
+        ),
+        health=HealthPolicy(interval=orch.health_check_interval),
+    )
+
+
+def build_runtimes() -> dict[str, RuntimeAdapter]:
+    """Every runtime that can be built here (shell and noop always; claude when installed)."""
+    out: dict[str, RuntimeAdapter] = {}
+    for name in available_runtimes():
+        try:
+            out[name] = get_runtime(name)
+        except (ForgeError, ImportError) as e:
+            get_logger("forge.daemon").warning("runtime unavailable", runtime=name, error=str(e))
+    return out
+
+
+class _Publisher(threading.Thread):
+    """Publishes the heartbeat every HEARTBEAT_INTERVAL seconds until stopped."""
+
+    def __init__(self, fleet: Fleet, client: redis.Redis, namespace: str, me: PidRecord) -> None:
+        super().__init__(name="forge-heartbeat", daemon=True)
+        self.fleet = fleet
+        self.client = client
+        self.key = heartbeat_key(namespace)
+        self.me = me
+        self.halt = threading.Event()
+        self.log: Any = get_logger("forge.daemon")
+
+    def publish(self) -> None:
+        state = self.fleet.state()
+        beat = Heartbeat(
+            node_id=self.me.node_id,
+            host=socket.gethostname(),
+            pid=self.me.pid,
+            create_time=self.me.create_time,
+            started_at=self.me.started_at,
+            updated_at=time.time(),
+            epoch=state.daemon_epoch,
+            position=state.position,
+            event_count=state.event_count,
+            digest=state_digest(state),
+        )
+        self.client.set(self.key, msgspec.json.encode(beat), ex=HEARTBEAT_TTL)
+
+    def run(self) -> None:
+        while not self.halt.wait(HEARTBEAT_INTERVAL):
+            try:
+                self.publish()
+            except Exception as e:
+                self.log.warning("heartbeat failed", error=str(e))
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=5)
+        try:
+            self.client.delete(self.key)
+        except redis.RedisError as e:
+            self.log.warning("could not remove the heartbeat", error=str(e))
+
+
+class Daemon:
+    """One foreground daemon process over one FORGE_HOME and namespace."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.settings = settings
+        self.client = client
+        self.files = DaemonFiles(settings.home_path)
+        self.signals = 0
+        self.fleet: Fleet | None = None
+        self.log: Any = get_logger("forge.daemon")
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals += 1
+        name = signal.Signals(signum).name
+        fleet = self.fleet
+        if fleet is None or fleet.orchestrator is None:
+            return
+        forced = self.signals > 1
+        grace = 0.0 if forced else fleet.config.shutdown_grace
+        self.log.info("stopping on signal", signal=name, forced=forced, grace=grace)
+        fleet.orchestrator.tell(ShutdownRequested(grace=grace, reason=f"{name} received"))
+
+    def run(self) -> int:
+        """Run until stopped; 0 after a graceful stop, 1 if the orchestrator failed."""
+        with hold_lock(self.files):
+            me = PidRecord(
+                pid=os.getpid(),
+                create_time=process_create_time(os.getpid()),
+                started_at=time.time(),
+                node_id=node_id(self.files),
+                namespace=self.settings.redis.namespace,
+            )
+            store = EventStore(self.client, self.settings.redis.namespace)
+            config = orchestrator_config(self.settings, me.node_id)
+            self.fleet = Fleet(store, build_runtimes(), config)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
+            self.files.write(me)
+            try:
+                return self._serve(me)
+            finally:
+                self.files.remove(me)
+
+    def _serve(self, me: PidRecord) -> int:
+        assert self.fleet is not None
+        fleet = self.fleet.start()
+        publisher = _Publisher(fleet, self.client, me.namespace, me)
+        with redis_errors("publish heartbeat"):
+            publisher.publish()
+        publisher.start()
+        self.log.info("daemon started", pid=me.pid, node_id=me.node_id, namespace=me.namespace)
+        try:
+            while not fleet.stopped.wait(1.0):
+                if fleet.orchestrator is None or not fleet.orchestrator.is_alive():
+                    break
+        finally:
+            publisher.stop()
+            graceful = fleet.close()
+        self.log.info("daemon stopped", graceful=graceful)
+        return 0 if graceful else 1
