@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import msgspec
 import psutil
 
-from actors.runtime import FailureClass, Health, Notice, Outcome, OutputLine, ResourceUsage
-from events.redact import is_secret_name, redact
+from actors.runtime import FailureClass, Health, Notice, Outcome, ResourceUsage
+from events.redact import redact
 from forge.log import get_logger
 from forge.runtimes.logfile import (
     MAX_DELAY,
@@ -43,6 +43,15 @@ from forge.runtimes.logfile import (
     read_status,
     status_path_for,
 )
+from forge.runtimes.outcome import (
+    LineHandler,
+    OutcomeBuilder,
+    default_line_handler,
+    default_outcome,
+    redact_notice,
+    secret_env_names,
+)
+from forge.runtimes.tree import CpuProbe, signal_tree, tree_usage, verified
 
 __all__ = [
     "LineHandler",
@@ -53,78 +62,13 @@ __all__ = [
     "secret_env_names",
 ]
 
-LineHandler = Callable[[str], Iterable[Notice]]
-OutcomeBuilder = Callable[[ExitStatus | None, FailureClass | None], Outcome]
 Sink = Callable[[Notice], None]
 
 SHIM_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim.py")
-_CREATE_TIME_TOLERANCE = 0.01  # one clock tick: the resolution of a process's start time
 _LIVENESS_INTERVAL = 0.25  # seconds between checks that a quiet shim still exists
 _REAP_TIMEOUT = 5.0  # a shim exits right after writing its status
 
 _log = get_logger(__name__)
-
-
-def default_line_handler(line: str) -> Iterable[Notice]:
-    """Every line is raw output (stdout and stderr are merged in the log)."""
-    return (OutputLine(stream="stdout", text=line),)
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def default_outcome(status: ExitStatus | None, requested: FailureClass | None) -> Outcome:
-    """Classify how an attempt ended; `status` is None when the shim vanished without one."""
-    if status is None:
-        if requested is not None:
-            return Outcome(ok=False, failure=requested, reason=f"stopped ({requested})")
-        return Outcome(ok=False, failure="crash", reason="the attempt's processes vanished")
-    code, sig = status.exit_code, status.signal
-    how = f"exit code {code}" if sig is None else f"killed by {_signal_name(sig)}"
-    if status.spawn_error is not None:
-        return Outcome(ok=False, failure="spawn", reason=status.spawn_error)
-    if requested is not None:
-        return Outcome(
-            ok=False, exit_code=code, signal=sig, failure=requested, reason=f"stopped ({how})"
-        )
-    if status.timed_out:
-        reason = f"timed out after {status.ended_at - status.started_at:.1f}s ({how})"
-        return Outcome(ok=False, exit_code=code, signal=sig, failure="timeout", reason=reason)
-    if sig is not None:
-        return Outcome(ok=False, signal=sig, failure="crash", reason=how)
-    if code == 0:
-        return Outcome(ok=True, exit_code=0)
-    return Outcome(ok=False, exit_code=code, failure="exit", reason=f"exited with code {code}")
-
-
-def secret_env_names(env: Mapping[str, str]) -> list[str]:
-    """The variables whose values the shim must mask: secret-named, known or secret-shaped."""
-    return sorted(
-        name for name, value in env.items() if is_secret_name(name) or redact(value) != value
-    )
-
-
-def _redact_notice(notice: Notice) -> Notice:
-    if isinstance(notice, OutputLine):
-        return msgspec.structs.replace(notice, text=redact(notice.text))
-    return notice
-
-
-def _verified(pid: int, create_time: float) -> psutil.Process | None:
-    """The process `pid` if it is the one started at `create_time` and has not ended."""
-    try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE:
-            return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-    except psutil.Error:
-        return None
-    return proc
 
 
 def _open_pidfd(pid: int) -> int | None:
@@ -166,7 +110,7 @@ class ProcessRun:
         self._finished = threading.Event()
         self._detached = threading.Event()
         self._last_output = time.monotonic()
-        self._cpu_probes: dict[int, psutil.Process] = {}
+        self._cpu = CpuProbe()
         self._reader = LineReader(log_path, offset)
         self._pidfd = _open_pidfd(pid)  # readable once the shim has exited
         self._thread = threading.Thread(target=self._follow, name=f"forge-run-{pid}", daemon=True)
@@ -267,7 +211,7 @@ class ProcessRun:
         if status is not None:
             if status.pid != pid:
                 return None  # the status of some other shim
-        elif _verified(pid, create_time) is None:
+        elif verified(pid, create_time) is None:
             return None  # gone, or the PID now names another process
         return cls(
             pid,
@@ -313,31 +257,13 @@ class ProcessRun:
         shim = self._shim()
         if shim is None:
             return Health(alive=False, seconds_since_output=since)
-        rss = 0
-        cpu = 0.0
-        live: dict[int, psutil.Process] = {}
-        for proc in self._tree(shim):
-            probe = self._cpu_probes.get(proc.pid, proc)
-            with contextlib.suppress(psutil.Error):
-                rss += probe.memory_info().rss
-                cpu += probe.cpu_percent(interval=None)  # since the previous probe
-                live[proc.pid] = probe
-        self._cpu_probes = live
+        rss, cpu = self._cpu.sample(shim)
         return Health(alive=True, rss_bytes=rss, cpu_percent=cpu, seconds_since_output=since)
 
     def resource_usage(self) -> ResourceUsage:
         """The command's process tree (the shim itself is not counted)."""
         shim = self._shim()
-        if shim is None:
-            return ResourceUsage()
-        rss, cpu, count = 0, 0.0, 0
-        for proc in self._tree(shim):
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                rss += proc.memory_info().rss
-                cpu += times.user + times.system + times.children_user + times.children_system
-                count += 1
-        return ResourceUsage(rss_bytes=rss, cpu_seconds=cpu, processes=count)
+        return ResourceUsage() if shim is None else tree_usage(shim)
 
     def pause(self) -> None:
         """SIGSTOP the command's process tree; the shim keeps running and stops its clock."""
@@ -347,53 +273,42 @@ class ProcessRun:
         self._signal_tree(signal.SIGCONT)
 
     def terminate(self, grace: float = 5.0, failure: FailureClass = "cancelled") -> None:
-        """Ask the command to stop now (SIGTERM), kill it after `grace` s; returns at once."""
+        """SIGTERM the command, SIGKILL it after `grace` s (at once if `grace` <= 0).
+
+        Returns at once: the reader thread does the SIGKILL. A second call may shorten the
+        grace; the failure class of the first call stands.
+        """
+        kill_at = time.monotonic() + max(grace, 0.0)
         with self._lock:
-            if self._outcome is not None or self._requested is not None:
+            if self._outcome is not None:
                 return
-            self._requested = failure
-            self._kill_at = time.monotonic() + max(grace, 0.0)
-        shim = self._shim()
-        if shim is not None:
-            with contextlib.suppress(psutil.Error):
-                shim.send_signal(signal.SIGTERM)  # the shim forwards it to the command's group
-        self._signal_tree(signal.SIGCONT)  # a paused command must run to see its SIGTERM
+            first = self._requested is None
+            if first:
+                self._requested = failure
+            if self._kill_at is not None and self._kill_at <= kill_at:
+                return
+            self._kill_at = kill_at
         if grace <= 0:
             self._force_kill()
+        elif first:
+            shim = self._shim()
+            if shim is not None:
+                with contextlib.suppress(psutil.Error):
+                    shim.send_signal(signal.SIGTERM)  # forwarded to the command's group
+            self._signal_tree(signal.SIGCONT)  # a paused command must run to see it
 
     # internals
 
     def _shim(self) -> psutil.Process | None:
-        return _verified(self._pid, self._create_time)
-
-    @staticmethod
-    def _tree(shim: psutil.Process) -> list[psutil.Process]:
-        try:
-            return shim.children(recursive=True)
-        except psutil.Error:
-            return []
+        return verified(self._pid, self._create_time)
 
     def _signal_tree(self, signum: int) -> None:
-        """Signal every process under the shim, and every process group they lead or share."""
         shim = self._shim()
-        if shim is None:
-            return
-        groups: set[int] = set()
-        for proc in self._tree(shim):
-            with contextlib.suppress(OSError, psutil.Error):
-                group = os.getpgid(proc.pid)
-                if group == self._pid:  # not yet in its own group: spare the shim
-                    proc.send_signal(signum)
-                else:
-                    groups.add(group)
-        for group in groups:
-            with contextlib.suppress(OSError):
-                os.killpg(group, signum)
+        if shim is not None:
+            signal_tree(shim, signum)
 
     def _force_kill(self) -> None:
-        with self._lock:
-            self._kill_at = None
-        self._signal_tree(signal.SIGKILL)
+        self._signal_tree(signal.SIGKILL)  # stopped (paused) processes die too
 
     def _deliver(self, lines: list[bytes]) -> None:
         self._last_output = time.monotonic()
@@ -401,7 +316,7 @@ class ProcessRun:
             line = redact(decode_line(raw))
             try:
                 for notice in self._line_handler(line):
-                    self._sink(_redact_notice(notice) if self._custom_handler else notice)
+                    self._sink(redact_notice(notice) if self._custom_handler else notice)
             except Exception:
                 _log.exception("runtime.sink_failed", pid=self._pid, log=self._log_path)
 
@@ -434,6 +349,8 @@ class ProcessRun:
                 now = time.monotonic()
                 kill_at = self._kill_at
                 if kill_at is not None and now >= kill_at:
+                    # repeated until the shim reports, so that a command still being spawned
+                    # when the deadline passed is killed as soon as it appears
                     self._force_kill()
                 if os.path.exists(self._status_path) or now >= next_liveness:
                     next_liveness = now + _LIVENESS_INTERVAL

@@ -286,3 +286,15 @@ def test_the_shim_survives_the_log_reader_going_away(harness: Harness, sink: Col
     time_left = time.monotonic() + WAIT
     handle.terminate(grace=0)  # still reaches the processes of a detached run
     wait_until(lambda: not handle.health().alive, timeout=time_left - time.monotonic())
+
+
+def test_an_attempt_whose_shim_is_killed_too_is_a_crash(harness: Harness, sink: Collector) -> None:
+    handle = harness.run(harness.spec(*PRINT_PID_THEN_SLEEP), sink)
+    agent = _pid_from(sink)
+    os.kill(handle.pid, signal.SIGKILL)  # kill -9 of the whole tree: no status file is written
+    os.kill(agent, signal.SIGKILL)
+    outcome = handle.wait(WAIT)
+
+    assert outcome is not None
+    assert outcome.failure == "crash"
+    assert "vanished" in outcome.reason
