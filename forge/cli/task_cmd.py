@@ -106,6 +106,8 @@ def submit_cmd(
     else:
         if prompt is None and not command:
             raise click.UsageError("give a PROMPT, --command CMD or --file FILE")
+        if prompt is not None and command:
+            raise click.UsageError("give a PROMPT or --command, not both")
         requests = [
             TaskRequest(
                 prompt=_read_prompt(prompt),
