@@ -137,12 +137,18 @@ def orchestrator_config(
     )
 
 
-def build_runtimes() -> dict[str, RuntimeAdapter]:
-    """Every runtime that can be built here (shell and noop always; claude when installed)."""
+def build_runtimes(settings: Settings) -> dict[str, RuntimeAdapter]:
+    """Every runtime that can be built here (shell and noop always; claude when installed,
+    configured by `runtime.claude_binary` and `runtime.default_model`)."""
     out: dict[str, RuntimeAdapter] = {}
     for name in available_runtimes():
         try:
-            out[name] = get_runtime(name)
+            if name == "claude":
+                from forge.runtimes.claude import ClaudeRuntime
+
+                out[name] = ClaudeRuntime.from_settings(settings)
+            else:
+                out[name] = get_runtime(name)
         except (ForgeError, ImportError) as e:
             get_logger("forge.daemon").warning("runtime unavailable", runtime=name, error=str(e))
     return out
@@ -226,7 +232,7 @@ class Daemon:
             )
             store = EventStore(self.client, self.settings.redis.namespace)
             config = orchestrator_config(self.settings, me.node_id)
-            self.fleet = Fleet(store, build_runtimes(), config)
+            self.fleet = Fleet(store, build_runtimes(self.settings), config)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
             self.files.write(me)

@@ -69,7 +69,11 @@ def run(
     ids_in_order = [p.task_id for p in sorted(planned, key=lambda p: p.index)]
     config = orchestrator_config(app.settings, node_id(DaemonFiles(app.settings.home_path)), agents)
     result = run_batch(
-        store, build_runtimes(), config, planned, None if as_json else Progress(ids_in_order)
+        store,
+        build_runtimes(app.settings),
+        config,
+        planned,
+        None if as_json else Progress(ids_in_order),
     )
     if as_json:
         echo_data({"namespace": ns, "ok": result.ok, "tasks": summary_data(result)}, True, str)

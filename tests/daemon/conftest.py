@@ -4,6 +4,7 @@ daemons and the agents they ran — is killed at teardown."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -115,10 +116,8 @@ class DaemonHarness:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         for proc in self.started:
             proc.wait(timeout=10)
         self.client.close()
