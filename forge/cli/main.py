@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,9 @@ class ForgeGroup(click.Group):
             raise click.ClickException(redact(str(e))) from None
         except KeyboardInterrupt:
             raise click.Abort from None
+        except BrokenPipeError:  # `forge ... | head`: the reader left, which is not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
         except Exception as e:  # the last net: a bug must still not print a traceback
             structlog.get_logger("forge.cli").debug("unexpected error", exc_info=True)
             raise click.ClickException(redact(f"internal error: {type(e).__name__}: {e}")) from None
