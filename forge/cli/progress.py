@@ -14,13 +14,19 @@ import click
 
 from events.state import FleetState, TaskState
 from forge.batch import BatchResult
-from forge.cli.render import describe, duration, state_style, table, task_duration
+from forge.cli.render import duration, state_style, table, task_duration
 
 __all__ = ["Progress", "summary", "summary_data"]
 
 
 def _label(task: TaskState) -> str:
     return task.definition.name or task.task_id
+
+
+def _what(task: TaskState, width: int = 40) -> str:
+    d = task.definition
+    text = (" ".join(d.command) if d.command else d.prompt or "").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class Progress:
@@ -75,11 +81,11 @@ class Progress:
                 state_style(x.state),
                 x.attempt,
                 x.agent_id if x.state in ("assigned", "running") else "",
-                describe(x, 40),
+                f"last failure: {x.last_failure}" if x.last_failure else _what(x),
             ]
             for x in tasks
         ]
-        block = head + "\n" + table(["TASK", "PRIO", "STATE", "ATT", "AGENT", "WHAT"], rows)
+        block = head + "\n" + table(["TASK", "PRIO", "STATE", "ATT", "AGENT", "NOTE"], rows)
         if self.drawn:
             self.out.write(f"\x1b[{self.drawn}F\x1b[J")
         self.out.write(block + "\n")
