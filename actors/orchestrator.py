@@ -178,6 +178,18 @@ class Orchestrator(pykka.ThreadingActor):
     def _react(self, event: t.Event) -> None:
         """Act on requests and facts that others appended."""
         match event:
+            case t.TaskSubmitted(task_id=task_id, spec=spec) if spec.after:
+                task = self.state.tasks.get(task_id)
+                doomed = [
+                    d
+                    for d in spec.after
+                    if (dep := self.state.tasks.get(d)) is not None and terminal.doomed(dep)
+                ]
+                if task is not None and task.state == "pending" and doomed:
+                    dep_state = self.state.tasks[doomed[0]].state
+                    terminal.fail_now(
+                        self, task, "dependency", f"dependency {doomed[0]} {dep_state}"
+                    )
             case t.TaskCancelRequested(task_id=task_id):
                 terminal.cancel(self, task_id)
             case t.TaskRetryRequested(task_id=task_id):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from actors import terminal
 from actors.messages import AdoptAttempt, AttemptEnded, Timer
-from actors.policy import build_spec
+from actors.policy import BREAKER_FAILURES, build_spec
 from actors.runtime import Outcome, is_transient
 from events import types as t
 
@@ -70,9 +70,11 @@ def recover(orch: Orchestrator) -> None:
             delay = max(0.0, (task.not_before or now) - now)
             orch.scheduler.after(delay, orch.actor_ref, Timer(kind="retry", key=task.task_id))
         elif task.state == "failed" and is_transient(task.last_failure):  # type: ignore[arg-type]
-            terminal.after_failure(
-                orch, task
-            )  # the crash came between the failure and the decision
+            # the crash came between the failure and the decision about it
+            if task.last_failure in BREAKER_FAILURES:
+                orch._append([t.TaskQueued(at=now, task_id=task.task_id, reason="requeued")])
+            else:
+                terminal.after_failure(orch, task)
         elif task.state == "pending" and not state.unmet_dependencies(task.task_id):
             orch._append([t.TaskQueued(at=now, task_id=task.task_id, reason="dependencies_met")])
         elif task.state in ("failed", "dead_lettered", "cancelled", "completed"):

@@ -14,7 +14,7 @@ from events.state import TaskState
 if TYPE_CHECKING:
     from actors.orchestrator import Orchestrator
 
-__all__ = ["cancel", "ended", "fail_now", "force_stop", "shutdown"]
+__all__ = ["cancel", "doomed", "ended", "fail_now", "force_stop", "shutdown"]
 
 
 def ended(orch: Orchestrator, msg: AttemptEnded) -> None:
@@ -101,8 +101,16 @@ def after_end(orch: Orchestrator, task: TaskState) -> None:
         orch._append([t.TaskQueued(at=now, task_id=d, reason="dependencies_met") for d in ready])
     elif task.state == "failed":
         after_failure(orch, task)
-    if task.state in ("failed", "dead_lettered", "cancelled"):
+    if doomed(task):
         fail_dependants(orch, task)
+
+
+def doomed(task: TaskState) -> bool:
+    """The task will not complete (unless someone retries it by hand): it is cancelled,
+    dead-lettered, or failed for a reason that is not retried."""
+    if task.state == "failed":
+        return not is_transient(task.last_failure)  # type: ignore[arg-type]
+    return task.state in ("dead_lettered", "cancelled")
 
 
 def after_failure(orch: Orchestrator, task: TaskState) -> None:
