@@ -34,13 +34,13 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _URL_USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@"
+    r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@"
 )
 _KEY_SHAPES = re.compile(
     r"\b(sk-ant-[A-Za-z0-9_-]{6,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,})"
 )
 _ASSIGNMENT = re.compile(
-    r"(?P<name>[A-Za-z0-9_.-]*(?:password|passwd|secret|token(?!s)|api[_-]?key)[A-Za-z0-9_]*)"
+    r"(?<![A-Za-z0-9_.-])(?P<name>[A-Za-z0-9_.-]*(?:password|passwd|secret|token(?!s)|api[_-]?key)[A-Za-z0-9_]*)"
     r"(?P<sep>\s*[=:]\s*)(?P<quote>[\"']?)(?P<value>[^\s\"',;&]+)",
     re.IGNORECASE,
 )
