@@ -18,7 +18,7 @@ from actors.clock import Clock, SystemClock
 from actors.messages import ShutdownRequested
 from actors.orchestrator import Orchestrator
 from actors.policy import OrchestratorConfig
-from actors.runtime import RuntimeAdapter
+from actors.runtime import RuntimeAdapter, Workspaces
 from actors.scheduler import Scheduler
 from actors.tail import LogTail
 from events.replay import ReplayReport, replay
@@ -39,12 +39,14 @@ class Fleet:
         config: OrchestratorConfig,
         clock: Clock | None = None,
         seed: int | None = None,
+        workspaces: Workspaces | None = None,
     ) -> None:
         self.store = store
         self.runtimes = runtimes
         self.config = config
         self.clock = clock or SystemClock()
         self.seed = seed
+        self.workspaces = workspaces
         self.snapshots = SnapshotStore(store)
         self.stopped = threading.Event()
         self.scheduler: Scheduler | None = None
@@ -65,6 +67,7 @@ class Fleet:
             checkpoint=self._checkpoint,
             stopped=self.stopped,
             seed=self.seed,
+            workspaces=self.workspaces,
         )
         position = cast(str, self.orchestrator.ask("position", timeout=_ASK_TIMEOUT))
         self.tail = LogTail(self.store, self.orchestrator, position)

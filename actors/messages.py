@@ -91,6 +91,8 @@ class AttemptStarted(msgspec.Struct, frozen=True):
     create_time: float
     log_path: str
     session_id: str | None = None
+    workspace: str | None = None
+    branch: str | None = None
 
 
 class NoticeReceived(msgspec.Struct, frozen=True):

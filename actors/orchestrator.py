@@ -39,7 +39,13 @@ from actors.messages import (
     Timer,
 )
 from actors.policy import BREAKER_FAILURES, OrchestratorConfig, agent_fits, build_spec
-from actors.runtime import ProgressNotice, RuntimeAdapter, SessionNotice, UsageNotice
+from actors.runtime import (
+    ProgressNotice,
+    RuntimeAdapter,
+    SessionNotice,
+    UsageNotice,
+    Workspaces,
+)
 from actors.scheduler import Scheduler
 from actors.supervisor import AgentSupervisor
 from events import types as t
@@ -64,6 +70,7 @@ class Orchestrator(pykka.ThreadingActor):
         clock: Clock,
         *,
         checkpoint: Callable[[FleetState], None] | None = None,
+        workspaces: Workspaces | None = None,
         stopped: threading.Event | None = None,
         seed: int | None = None,
     ) -> None:
@@ -75,6 +82,7 @@ class Orchestrator(pykka.ThreadingActor):
         self.scheduler = scheduler
         self.clock = clock
         self.checkpoint = checkpoint
+        self.workspaces = workspaces
         self.stopped = stopped or threading.Event()
         self.rng = random.Random(seed)
         self.epoch = 0
@@ -329,7 +337,12 @@ class Orchestrator(pykka.ThreadingActor):
                 ]
             )
         self.supervisors[agent_id] = AgentSupervisor.start(
-            agent_id, self.runtimes[runtime], self.actor_ref, self.scheduler, self.config.health
+            agent_id,
+            self.runtimes[runtime],
+            self.actor_ref,
+            self.scheduler,
+            self.config.health,
+            self.workspaces,
         )
         return agent_id
 
@@ -383,6 +396,8 @@ class Orchestrator(pykka.ThreadingActor):
                 pid=msg.pid,
                 create_time=msg.create_time,
                 log_path=msg.log_path,
+                workspace=msg.workspace,
+                branch=msg.branch,
             ),
         )
         if not ok:  # cancelled or taken over meanwhile: this attempt must not run on

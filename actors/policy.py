@@ -104,4 +104,5 @@ def build_spec(task: TaskState, attempt: int, config: OrchestratorConfig) -> Tas
         budget_usd=definition.budget_usd,
         session_id=session_id,
         resume=resume,
+        repo=definition.repo,
     )

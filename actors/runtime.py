@@ -31,6 +31,7 @@ __all__ = [
     "SessionNotice",
     "TaskSpec",
     "UsageNotice",
+    "Workspaces",
     "is_transient",
 ]
 
@@ -81,6 +82,21 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     mcp_config: str | None = None
     session_id: str | None = None  # claude: the session id Forge chose for this task
     resume: bool = False  # claude: continue `session_id` with --resume
+    repo: str | None = None  # run in this task's own git worktree of this repository
+
+
+@runtime_checkable
+class Workspaces(Protocol):
+    """Where tasks that name a repository run: one git worktree and branch per task."""
+
+    def prepare(self, task_id: str, repo: str) -> tuple[str, str]:
+        """The task's worktree path and branch, created on first use, found again later."""
+        ...
+
+    def release(self, task_id: str, repo: str, *, succeeded: bool) -> None:
+        """The task is over: remove its worktree if the retention policy says so (a branch
+        with commits is kept)."""
+        ...
 
 
 class OutputLine(msgspec.Struct, frozen=True, kw_only=True, tag="output"):

@@ -37,6 +37,7 @@ from actors.runtime import (
     RunHandle,
     RuntimeAdapter,
     TaskSpec,
+    Workspaces,
 )
 from actors.scheduler import Scheduler, Teller
 
@@ -73,9 +74,11 @@ class AgentSupervisor(pykka.ThreadingActor):
         orchestrator: Teller,
         scheduler: Scheduler,
         health: HealthPolicy,
+        workspaces: Workspaces | None = None,
     ) -> None:
         super().__init__()
         self.agent_id = agent_id
+        self.workspaces = workspaces
         self.runtime = runtime
         self.orchestrator = orchestrator
         self.scheduler = scheduler
@@ -137,8 +140,30 @@ class AgentSupervisor(pykka.ThreadingActor):
         return deliver
 
     def _run(self, spec: TaskSpec, epoch: int) -> None:
+        workspace = branch = None
+        if spec.repo is not None:
+            if self.workspaces is None:
+                self._report_failed(spec, epoch, "invalid", "no workspace manager for --repo")
+                return
+            try:
+                workspace, branch = self.workspaces.prepare(spec.task_id, spec.repo)
+            except Exception as e:  # a git error is the task's problem, not the agent's
+                self._report_failed(spec, epoch, "invalid", f"cannot prepare worktree: {e}")
+                return
+            spec = msgspec.structs.replace(spec, cwd=workspace)
         handle = self.runtime.execute(spec, self._sink(spec))
-        self._watch(spec, epoch, handle)
+        self._watch(spec, epoch, handle, workspace=(workspace, branch))
+
+    def _report_failed(self, spec: TaskSpec, epoch: int, failure: Any, reason: str) -> None:
+        self.orchestrator.tell(
+            AttemptEnded(
+                self.agent_id,
+                spec.task_id,
+                spec.attempt,
+                epoch,
+                Outcome(ok=False, failure=failure, reason=reason),
+            )
+        )
 
     def _adopt(self, spec: TaskSpec, epoch: int, pid: int, create_time: float) -> None:
         handle = self.runtime.adopt(spec, pid, create_time, self._sink(spec))
@@ -160,7 +185,14 @@ class AgentSupervisor(pykka.ThreadingActor):
         self.log.info("attempt adopted", task_id=spec.task_id, attempt=spec.attempt, pid=pid)
         self._watch(spec, epoch, handle, announce=False)
 
-    def _watch(self, spec: TaskSpec, epoch: int, handle: RunHandle, announce: bool = True) -> None:
+    def _watch(
+        self,
+        spec: TaskSpec,
+        epoch: int,
+        handle: RunHandle,
+        announce: bool = True,
+        workspace: tuple[str | None, str | None] = (None, None),
+    ) -> None:
         self.current = _Current(spec=spec, epoch=epoch, handle=handle)
         if announce:
             self.orchestrator.tell(
@@ -173,6 +205,8 @@ class AgentSupervisor(pykka.ThreadingActor):
                     handle.create_time,
                     spec.log_path,
                     spec.session_id,
+                    workspace[0],
+                    workspace[1],
                 )
             )
         me = self.actor_ref
@@ -211,6 +245,11 @@ class AgentSupervisor(pykka.ThreadingActor):
         if cur.unhealthy and outcome.failure == "unhealthy":
             outcome = msgspec.structs.replace(outcome, reason=cur.unhealthy)
         self.current = None
+        if outcome.ok and cur.spec.repo is not None and self.workspaces is not None:
+            try:
+                self.workspaces.release(cur.spec.task_id, cur.spec.repo, succeeded=True)
+            except Exception as e:  # the result stands; the worktree is left for cleanup
+                self.log.warning("worktree not removed", task_id=cur.spec.task_id, error=str(e))
         self.orchestrator.tell(
             AttemptEnded(self.agent_id, cur.spec.task_id, attempt, cur.epoch, outcome)
         )

@@ -182,6 +182,8 @@ def _started(state: FleetState, e: t.TaskStarted) -> None:
     task.pid = e.pid
     task.create_time = e.create_time
     task.log_path = e.log_path
+    if e.workspace is not None:
+        task.workspace, task.branch = e.workspace, e.branch
     if e.session_id is not None:
         task.session_id = e.session_id
     rec = _record(task)

@@ -122,6 +122,8 @@ class TaskStarted(Event, tag="task.started", frozen=True, kw_only=True):
     create_time: float | None = None  # the process start time, to tell a reused pid apart
     log_path: str | None = None
     session_id: str | None = None
+    workspace: str | None = None  # the git worktree the attempt runs in, if the task has a repo
+    branch: str | None = None  # that worktree's branch
 
 
 class TaskProgress(Event, tag="task.progress", frozen=True, kw_only=True):

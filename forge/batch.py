@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from actors.fleet import Fleet
 from actors.policy import BREAKER_FAILURES, OrchestratorConfig
-from actors.runtime import RuntimeAdapter, is_transient
+from actors.runtime import RuntimeAdapter, Workspaces, is_transient
 from events.projection import apply
 from events.replay import replay
 from events.state import FleetState, TaskState
@@ -59,6 +59,7 @@ def run_batch(
     config: OrchestratorConfig,
     planned: Sequence[PlannedTask],
     on_change: OnChange | None = None,
+    workspaces: Workspaces | None = None,
 ) -> BatchResult:
     """Submit `planned`, run them to their end with an in-process fleet, and stop it."""
     task_ids = submit(store, planned)
@@ -66,7 +67,7 @@ def run_batch(
     view, _ = replay(store)
     if on_change is not None:
         on_change(view, set(watched))
-    fleet = Fleet(store, runtimes, config).start()
+    fleet = Fleet(store, runtimes, config, workspaces=workspaces).start()
     halt = threading.Event()
 
     def watchdog() -> None:  # the orchestrator sets `stopped` also when it fails

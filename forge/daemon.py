@@ -38,6 +38,7 @@ from forge.daemon_process import DaemonFiles, PidRecord, hold_lock, process_crea
 from forge.errors import ForgeError
 from forge.log import get_logger
 from forge.runtimes import available_runtimes, get_runtime
+from forge.runtimes.workspace import GitWorkspaces
 from forge.settings import Settings, environment
 
 __all__ = [
@@ -137,6 +138,11 @@ def orchestrator_config(
     )
 
 
+def workspaces(settings: Settings) -> GitWorkspaces:
+    """Where tasks that name a repository get their worktrees: `$FORGE_HOME/worktrees/`."""
+    return GitWorkspaces(settings.home_path / "worktrees")
+
+
 def build_runtimes(settings: Settings) -> dict[str, RuntimeAdapter]:
     """Every runtime that can be built here (shell and noop always; claude when installed,
     configured by `runtime.claude_binary` and `runtime.default_model`)."""
@@ -232,7 +238,9 @@ class Daemon:
             )
             store = EventStore(self.client, self.settings.redis.namespace)
             config = orchestrator_config(self.settings, me.node_id)
-            self.fleet = Fleet(store, build_runtimes(self.settings), config)
+            self.fleet = Fleet(
+                store, build_runtimes(self.settings), config, workspaces=workspaces(self.settings)
+            )
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
             self.files.write(me)

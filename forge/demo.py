@@ -172,7 +172,7 @@ def demo_tasks(repo: Path) -> list[TaskRequest]:
             command=_sh(script),
             priority=priority,
             after=after,
-            repo=str(repo),
+            cwd=str(repo),
             max_attempts=3,
             timeout=60,
         )

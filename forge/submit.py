@@ -24,6 +24,7 @@ from events.store import EventStore, redis_errors
 from events.types import TaskDefinition, TaskSubmitted
 from forge.errors import InvalidTask
 from forge.runtimes import available_runtimes
+from forge.runtimes.workspace import is_git_repository
 from forge.settings import Settings
 
 __all__ = [
@@ -201,7 +202,9 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
     if any(not tag.strip() for tag in request.tags):
         raise InvalidTask(f"{where}a tag is empty")
     repo = _directory(request.repo, "repo", where)
-    cwd = _directory(request.cwd, "cwd", where) or repo
+    if repo is not None and not is_git_repository(repo):
+        raise InvalidTask(f"{where}repo {request.repo} is not a git repository")
+    cwd = _directory(request.cwd, "cwd", where)
     return TaskDefinition(
         runtime=runtime,
         command=command,

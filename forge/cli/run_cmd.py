@@ -12,7 +12,7 @@ from events.store import EventStore
 from forge.batch import run_batch
 from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.cli.progress import Progress, summary, summary_data
-from forge.daemon import build_runtimes, node_id, orchestrator_config
+from forge.daemon import build_runtimes, node_id, orchestrator_config, workspaces
 from forge.daemon_process import DaemonFiles
 from forge.log import configure_logging
 from forge.submit import TaskRequest, plan, read_tasks_file
@@ -74,6 +74,7 @@ def run(
         config,
         planned,
         None if as_json else Progress(ids_in_order),
+        workspaces(app.settings),
     )
     if as_json:
         echo_data({"namespace": ns, "ok": result.ok, "tasks": summary_data(result)}, True, str)

@@ -28,6 +28,7 @@ from forge.cli.render import (
 )
 from forge.errors import ForgeError, InvalidTask, NotFound
 from forge.runtimes import iter_log_lines
+from forge.runtimes.workspace import BRANCH_PREFIX, branch_for, cleanup_worktrees
 from forge.submit import TaskRequest, plan, read_tasks_file, submit
 
 __all__ = ["task"]
@@ -188,6 +189,8 @@ def _show(x: TaskState) -> str:
         ("tags", ", ".join(d.tags)),
         ("timeout", d.timeout),
         ("model", d.model),
+        ("worktree", x.workspace),
+        ("branch", x.branch),
         ("session", x.session_id),
         ("agent", x.agent_id),
         ("log", x.log_path),
@@ -299,3 +302,34 @@ def history_cmd(app: App, task_id: str, as_json: bool) -> None:
         return
     rows = [[stamp(e.event.at), tag_of(e.event), details(e.event, skip_task=True)] for e in entries]
     click.echo(table(["TIME", "EVENT", "DETAILS"], rows))
+
+
+@task.command("cleanup")
+@click.option("--force", is_flag=True, help="Also remove worktrees with uncommitted changes.")
+@click.option("--delete-branches", is_flag=True, help="Also delete branches that hold commits.")
+@json_option
+@pass_app
+def cleanup_cmd(app: App, force: bool, delete_branches: bool, as_json: bool) -> None:
+    """Remove the git worktrees of tasks that have ended (branches with commits are kept)."""
+    state = fleet_state(app)
+    repos = sorted({x.definition.repo for x in state.tasks.values() if x.definition.repo})
+    live = {tid for tid, x in state.tasks.items() if not x.terminal}
+    removed: list[dict[str, str]] = []
+    for repo in repos:
+        if not Path(repo).is_dir():
+            continue
+        for ws in cleanup_worktrees(
+            repo,
+            lambda name: any(branch_for(tid) == BRANCH_PREFIX + name for tid in live),
+            force=force,
+            delete_branches=delete_branches,
+        ):
+            removed.append({"repo": ws.repo, "worktree": ws.path, "branch": ws.branch})
+    echo_data(
+        removed,
+        as_json,
+        lambda rows: (
+            "\n".join(f"removed {r['worktree']} ({r['branch']})" for r in rows)
+            or "no worktrees to remove"
+        ),
+    )

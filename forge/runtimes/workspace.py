@@ -10,6 +10,7 @@ with uncommitted changes is never removed unless forced.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from events.errors import ForgeError
 
 __all__ = [
     "BRANCH_PREFIX",
+    "GitWorkspaces",
     "Retention",
     "Workspace",
     "WorkspaceError",
@@ -28,6 +30,7 @@ __all__ = [
     "cleanup_worktrees",
     "has_commits",
     "is_dirty",
+    "is_git_repository",
     "prepare_worktree",
     "release_worktree",
 ]
@@ -185,3 +188,36 @@ def cleanup_worktrees(
         ):
             removed.append(workspace)
     return removed
+
+
+def is_git_repository(path: str | Path) -> bool:
+    """Whether `path` is inside a git work tree."""
+    try:
+        return _git(path, "rev-parse", "--is-inside-work-tree") == "true"
+    except WorkspaceError:
+        return False
+
+
+class GitWorkspaces:
+    """The `actors.runtime.Workspaces` of a Forge home: worktrees under `root/<repo>-<hash>/`.
+
+    A task's worktree is removed once the task completes (its branch stays if it holds
+    commits); a failed attempt's worktree is kept for inspection and for the retry.
+    """
+
+    def __init__(self, root: str | Path, retention: Retention = "on_failure") -> None:
+        self.root = Path(root)
+        self.retention: Retention = retention
+
+    def _root_for(self, repo: str) -> Path:
+        top = Path(_git(repo, "rev-parse", "--show-toplevel"))
+        digest = hashlib.sha256(str(top).encode()).hexdigest()[:8]
+        return self.root / f"{_UNSAFE.sub('-', top.name) or 'repo'}-{digest}"
+
+    def prepare(self, task_id: str, repo: str) -> tuple[str, str]:
+        workspace = prepare_worktree(repo, task_id, self._root_for(repo))
+        return workspace.path, workspace.branch
+
+    def release(self, task_id: str, repo: str, *, succeeded: bool) -> None:
+        workspace = prepare_worktree(repo, task_id, self._root_for(repo))
+        release_worktree(workspace, succeeded=succeeded, retention=self.retention)

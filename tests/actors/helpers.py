@@ -13,7 +13,7 @@ import redis
 
 from actors.fleet import Fleet
 from actors.policy import OrchestratorConfig, RetryPolicy
-from actors.runtime import RuntimeAdapter, is_transient
+from actors.runtime import RuntimeAdapter, Workspaces, is_transient
 from events import types as t
 from events.replay import replay
 from events.state import FleetState
@@ -37,9 +37,10 @@ def running_fleet(
     runtimes: Mapping[str, RuntimeAdapter],
     cfg: OrchestratorConfig,
     namespace: str = "test",
+    workspaces: Workspaces | None = None,
 ) -> Iterator[tuple[Fleet, EventStore]]:
     store = EventStore(client, namespace)
-    fleet = Fleet(store, runtimes, cfg, seed=7).start()
+    fleet = Fleet(store, runtimes, cfg, seed=7, workspaces=workspaces).start()
     try:
         yield fleet, store
     finally:

@@ -66,7 +66,7 @@ def test_a_tasks_file_resolves_names_in_any_order(client: redis.Redis, tmp_path:
         """
         [defaults]
         priority = 4
-        repo = "work"
+        cwd = "work"
 
         [[task]]
         name = "second"
