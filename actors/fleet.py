@@ -82,6 +82,11 @@ class Fleet:
         assert self.orchestrator is not None
         return cast(FleetState, self.orchestrator.ask("state", timeout=_ASK_TIMEOUT))
 
+    def counts(self) -> dict[str, int]:
+        """How many tasks are in each state (cheap: no copy of the state)."""
+        assert self.orchestrator is not None
+        return cast(dict[str, int], self.orchestrator.ask("counts", timeout=_ASK_TIMEOUT))
+
     def stop(self, grace: float | None = None, timeout: float = 60.0) -> bool:
         """Graceful shutdown; True if everything stopped within `timeout` seconds."""
         if self.orchestrator is not None and self.orchestrator.is_alive():

@@ -135,6 +135,8 @@ class Orchestrator(pykka.ThreadingActor):
                 return self.state.copy()
             case "position":
                 return self.state.position
+            case "counts":
+                return self.state.counts()
             case _:
                 return super().on_receive(message)
         self._dispatch()
