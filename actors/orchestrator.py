@@ -153,19 +153,31 @@ class Orchestrator(pykka.ThreadingActor):
 
     def _append(self, events: Sequence[t.Event]) -> None:
         if events:
-            self.store.append_batch(events)
-            self._catch_up()
+            prev, ids = self.store.append_after(events)
+            self._absorb(prev, events, ids)
 
-    def _append_if(self, task_id: str, expect: dict[str, Any], event: t.Event) -> bool:
+    def _append_if(
+        self, task_id: str, expect: dict[str, Any], event: t.Event, *extra: t.Event
+    ) -> bool:
         """A conditional append; False (after catching up) when the task has moved on."""
         try:
-            self.store.append_if(task_id, expect, event)
+            prev, ids = self.store.append_if_after(task_id, expect, event, *extra)
         except TaskConflict as conflict:
             self.log.info("conditional append refused", task_id=task_id, reason=str(conflict))
             self._catch_up()
             return False
-        self._catch_up()
+        self._absorb(prev, [event, *extra], ids)
         return True
+
+    def _absorb(self, prev: str, events: Sequence[t.Event], ids: list[str]) -> None:
+        """Bring our own appended events into the state: directly when nothing else was
+        appended since our position (the log holds exactly what we applied), else by reading."""
+        if prev != self.state.position:
+            self._catch_up()
+            return
+        for entry_id, event in zip(ids, events, strict=True):
+            self._apply_entry(entry_id, event)
+        self._maybe_checkpoint()
 
     def _catch_up(self) -> None:
         while True:
@@ -173,12 +185,18 @@ class Orchestrator(pykka.ThreadingActor):
             for entry in entries:
                 if _stream_key(entry.id) <= _stream_key(self.state.position):
                     continue  # a reaction's own catch-up (nested) has applied it already
-                apply(self.state, entry.event)
-                self.state.position = entry.id
-                if self.live:
-                    self._react(entry.event)
+                self._apply_entry(entry.id, entry.event)
             if len(entries) < _READ_PAGE:
                 break
+        self._maybe_checkpoint()
+
+    def _apply_entry(self, entry_id: str, event: t.Event) -> None:
+        apply(self.state, event)
+        self.state.position = entry_id
+        if self.live:
+            self._react(event)
+
+    def _maybe_checkpoint(self) -> None:
         if self.checkpoint and self.state.event_count - self.snapshot_at >= (
             self.config.snapshot_every
         ):
@@ -305,17 +323,15 @@ class Orchestrator(pykka.ThreadingActor):
                 epoch=self.epoch,
                 node_id=self.config.node_id,
             ),
+            t.AgentBusy(at=now, agent_id=agent_id, task_id=task.task_id, attempt=attempt),
         )
         if not claimed:
             return False
-        self._append(
-            [t.AgentBusy(at=now, agent_id=agent_id, task_id=task.task_id, attempt=attempt)]
-        )
         name = self.config.breakers.get(task.definition.runtime)
         if (
             name
             and self.state.breakers.get(name)
-            and self.state.breakers[name].state == ("half_open")
+            and self.state.breakers[name].state == "half_open"
         ):
             self.trials.setdefault(name, set()).add(task.task_id)
         spec = build_spec(task, attempt, self.config)

@@ -21,17 +21,21 @@ def ended(orch: Orchestrator, msg: AttemptEnded) -> None:
     task = orch.state.tasks.get(msg.task_id)
     agent_id = msg.agent_id
     outcome = msg.outcome
-    if task is not None and task.attempt == msg.attempt and not task.terminal:
-        record_outcome(orch, task, msg.epoch, agent_id, outcome)
     agent = orch.state.agents.get(agent_id)
-    if agent is not None and agent_id in orch.supervisors and agent.status != "terminated":
-        follow: list[t.Event] = []
+    keep_agent = agent is not None and agent_id in orch.supervisors and agent.status != "terminated"
+    follow: list[t.Event] = []  # the agent's own events, appended with the task's outcome
+    if keep_agent:
         if outcome.failure == "unhealthy":
             follow.append(
                 t.AgentUnhealthy(at=orch._now(), agent_id=agent_id, reason=outcome.reason)
             )
         follow.append(t.AgentIdle(at=orch._now(), agent_id=agent_id))
+    recorded = False
+    if task is not None and task.attempt == msg.attempt and not task.terminal:
+        recorded = record_outcome(orch, task, msg.epoch, agent_id, outcome, follow)
+    if not recorded:
         orch._append(follow)
+    if keep_agent:
         if orch.stopping or outcome.failure in ("unhealthy", "lost"):
             orch._retire(agent_id, "stopped with its attempt")
         else:
@@ -43,8 +47,15 @@ def ended(orch: Orchestrator, msg: AttemptEnded) -> None:
 
 
 def record_outcome(
-    orch: Orchestrator, task: TaskState, epoch: int, agent_id: str, outcome: Outcome
-) -> None:
+    orch: Orchestrator,
+    task: TaskState,
+    epoch: int,
+    agent_id: str,
+    outcome: Outcome,
+    follow: list[t.Event],
+) -> bool:
+    """Record how the attempt ended (fenced by attempt and epoch), with `follow` in the same
+    append; False when the result was stale and nothing was appended."""
     now = orch._now()
     expect = {"state": ("assigned", "running"), "attempt": task.attempt, "epoch": epoch}
     event: t.Event
@@ -84,13 +95,14 @@ def record_outcome(
                 )
             ]
         )
-    if not orch._append_if(task.task_id, expect, event):
+    if not orch._append_if(task.task_id, expect, event, *follow):
         orch.log.warning(
             "stale result rejected", task_id=task.task_id, attempt=task.attempt, epoch=epoch
         )
-        return
+        return False
     orch._breaker_report(task, outcome.failure, outcome.reason, outcome.reset_at)
     after_end(orch, task)
+    return True
 
 
 def after_end(orch: Orchestrator, task: TaskState) -> None:

@@ -153,21 +153,36 @@ class EventStore:
 
     def append_batch(self, events: Iterable[Event]) -> list[str]:
         """Append events in order, atomically and in one round trip; returns their ids."""
+        return self.append_after(events)[1]
+
+    def append_after(self, events: Iterable[Event]) -> tuple[str, list[str]]:
+        """Like `append_batch`, and also return the id of the entry that was last before the
+        batch ("0-0" for an empty log): a writer whose last read position equals it knows that
+        nobody else appended in between."""
         args: list[Any] = ["", "", "", ""]
         for event in events:
             _record(event, args)
         if len(args) == 4:
-            return []
+            return self.last_id() or "0-0", []
         with redis_errors("append"):
             reply = self._append(keys=self._append_keys, args=args)
-        return [i.decode() for i in reply[1:]]
+        return reply[1].decode(), [i.decode() for i in reply[2:]]
 
-    def append_if(self, task_id: str, expect: Mapping[str, Any], event: Event) -> str:
+    def append_if(
+        self, task_id: str, expect: Mapping[str, Any], event: Event, *extra: Event
+    ) -> str:
         """Append `event` only if task `task_id`'s index entry matches `expect` and the event's
         transition is legal from it; else raise TaskConflict (with the entry found).
 
         `expect` may hold `state` (a state or a collection of states; "" is an unknown task),
-        `attempt` and `epoch`."""
+        `attempt` and `epoch`. `extra` events (that touch no task) are appended after `event`
+        in the same atomic step. Returns the id of `event`."""
+        return self.append_if_after(task_id, expect, event, *extra)[1][0]
+
+    def append_if_after(
+        self, task_id: str, expect: Mapping[str, Any], event: Event, *extra: Event
+    ) -> tuple[str, list[str]]:
+        """`append_if`, returning the previous last id and every new id (see `append_after`)."""
         states = expect.get("state")
         if isinstance(states, str):
             states = (states,)
@@ -178,12 +193,16 @@ class EventStore:
             "" if expect.get("epoch") is None else expect["epoch"],
         ]
         _record(event, head, checked=True)
+        for other in extra:
+            if type(other) in TRANSITIONS:
+                raise StoreError("extra events of a conditional append must not touch a task")
+            _record(other, head)
         with redis_errors("conditional append"):
             reply = self._append(keys=self._append_keys, args=head)
         if reply[0] == 0:
             current = IndexEntry.parse(reply[1])._asdict() if reply[1] else None
             raise TaskConflict(task_id, dict(expect), current)
-        return str(reply[1].decode())
+        return reply[1].decode(), [i.decode() for i in reply[2:]]
 
     def claim(self, task_id: str, event: TaskAssigned, expected_state: str = "queued") -> str:
         """Append a TaskAssigned only if the task is still in `expected_state`."""

@@ -8,7 +8,8 @@
 --   'e' data version                      an event that touches no task
 --   's' data version task deps idem       task submitted (deps joined by \31)
 --   't' data version task sources target match_attempt set_attempt set_epoch
--- Index values are 'state|attempt|epoch'. Returns {1, id...} or {0, current index value}.
+-- Index values are 'state|attempt|epoch'. Returns {1, previous last id, id...} or
+-- {0, current index value}.
 
 local log, index, idem = KEYS[1], KEYS[2], KEYS[3]
 
@@ -28,7 +29,10 @@ if expect_task ~= '' then
   end
 end
 
-local ids = {1}
+-- the id of the entry before this batch, so that a writer can tell whether anyone else
+-- appended since it last read (then it must catch up before applying its own events)
+local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+local ids = {1, newest[1] and newest[1][1] or '0-0'}
 local i = 5
 local n = #ARGV
 while i <= n do

@@ -150,7 +150,7 @@ def test_fleet_budget_stops_new_attempts(
         for name in ("b1", "b2"):
             definition = spec(home, work, f"task {name}")
             submit(store, name, **definition)
-        state = wait_for(fleet, lambda s: s.budget_exhausted, timeout=60)
+        state = wait_for(fleet, lambda s: s.budget_exhausted and all_terminal("b1")(s), timeout=60)
         assert state.tasks["b1"].state == "completed"
         assert state.tasks["b2"].state == "queued"
         (exhausted,) = events_of(store, t.BudgetExhausted)
