@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from actors.runtime import Notice, Outcome, TaskSpec
@@ -26,9 +28,14 @@ __all__ = [
 
 
 class LogAdvanced(msgspec.Struct, frozen=True):
-    """The tail reader saw new entries in the log: catch up and dispatch."""
+    """The tail reader saw new entries in the log: catch up and dispatch.
+
+    `entries` (stream id, event) are the decoded entries that followed `after`; the
+    orchestrator applies them directly when `after` is its own position, else it reads."""
 
     last_id: str
+    after: str = ""
+    entries: list[tuple[str, Any]] = []
 
 
 class Timer(msgspec.Struct, frozen=True):

@@ -117,8 +117,16 @@ class Orchestrator(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case LogAdvanced():
-                self._catch_up()
+            case LogAdvanced(last_id=last_id, after=after, entries=entries):
+                if _stream_key(last_id) <= _stream_key(self.state.position):
+                    pass  # our own appends, applied already
+                elif after == self.state.position and entries:
+                    for entry_id, event in entries:
+                        if _stream_key(entry_id) > _stream_key(self.state.position):
+                            self._apply_entry(entry_id, event)  # (else: applied, nested)
+                    self._maybe_checkpoint()
+                else:
+                    self._catch_up()
             case AttemptStarted():
                 self._started(message)
             case NoticeReceived():

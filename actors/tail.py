@@ -1,7 +1,8 @@
 """The tail reader: one thread blocked in XREAD on the log that wakes the orchestrator.
 
-It only says "the log moved": the orchestrator reads the new entries itself, in order, from its
-own position, so one wake-up covers any number of entries and nothing is applied twice.
+It hands over the entries it read, decoded, with the position they follow; the orchestrator
+applies them directly if that is its own position, and otherwise reads from its own position
+itself, so entries are always applied in log order and never twice.
 """
 
 from __future__ import annotations
@@ -14,9 +15,15 @@ import structlog
 
 from actors.messages import LogAdvanced
 from actors.scheduler import Teller
+from events.codec import decode_entry
+from events.errors import UndecodableEvent
 from events.store import EventStore
 
 __all__ = ["LogTail"]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class LogTail:
@@ -48,7 +55,14 @@ class LogTail:
                 self._stop.wait(0.5)
                 continue
             for _key, entries in reply or ():
-                if entries:
-                    newest = entries[-1][0]
-                    last = newest.decode() if isinstance(newest, bytes) else newest
-                    self.target.tell(LogAdvanced(last))
+                if not entries:
+                    continue
+                after = last
+                newest = entries[-1][0]
+                last = newest.decode() if isinstance(newest, bytes) else newest
+                try:
+                    decoded = [(_text(i), decode_entry(fields)) for i, fields in entries]
+                except UndecodableEvent:
+                    decoded = []  # the orchestrator reads (and quarantines) them itself
+                    after = ""
+                self.target.tell(LogAdvanced(last, after, decoded))
