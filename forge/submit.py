@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from events.redact import is_secret_name, redact
 from events.store import EventStore, redis_errors
 from events.types import TaskDefinition, TaskSubmitted
 from forge.errors import InvalidTask
@@ -205,6 +206,17 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
     if repo is not None and not is_git_repository(repo):
         raise InvalidTask(f"{where}repo {request.repo} is not a git repository")
     cwd = _directory(request.cwd, "cwd", where)
+    secret = sorted(
+        name
+        for name, value in request.env.items()
+        if is_secret_name(name) or redact(value) != value
+    )
+    if secret:
+        raise InvalidTask(
+            f"{where}env {', '.join(secret)} looks secret, and task definitions are stored in "
+            "the event log: give the daemon the variable and add its name to "
+            "runtime.env_allowlist instead"
+        )
     return TaskDefinition(
         runtime=runtime,
         command=command,

@@ -134,6 +134,11 @@ def _file(tmp: Path, name: str, content: bytes) -> str:
 
 
 BAD_INPUT = {
+    "secret in --env": (
+        lambda tmp: ["task", "submit", "-c", "true", "--env", "DEPLOY_TOKEN=abc123xyz"],
+        1,
+        "runtime.env_allowlist",
+    ),
     "priority 0": (lambda tmp: ["task", "submit", "-c", "true", "-p", "0"], 2, "range"),
     "priority 9": (lambda tmp: ["task", "submit", "-c", "true", "-p", "9"], 2, "range"),
     "unknown runtime": (
