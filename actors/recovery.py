@@ -44,6 +44,8 @@ def recover(orch: Orchestrator) -> None:
             ref.tell(
                 AdoptAttempt(spec=spec, epoch=epoch, pid=task.pid, create_time=task.create_time)
             )
+        elif (found := runtime.locate(spec)) is not None:  # started, never recorded
+            ref.tell(AdoptAttempt(spec=spec, epoch=epoch, pid=found[0], create_time=found[1]))
         else:  # assigned, but its start was never recorded: the attempt is lost
             orch.actor_ref.tell(
                 AttemptEnded(

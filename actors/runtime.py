@@ -211,6 +211,11 @@ class RuntimeAdapter(Protocol):
         """Re-attach to an attempt started by an earlier daemon; None if it is gone."""
         ...
 
+    def locate(self, spec: TaskSpec) -> tuple[int, float] | None:
+        """(pid, create time) of a live attempt of `spec` whose start was never recorded
+        (the daemon died in between), so that it is adopted rather than run twice."""
+        ...
+
     def logs(self, log_path: str, follow: bool = False) -> Iterator[str]:
         """The lines of an attempt's log file (following it while it grows if asked)."""
         ...

@@ -36,7 +36,7 @@ from forge.runtimes.claude_command import (
 from forge.runtimes.claude_stream import ProgressThrottle, StreamParser
 from forge.runtimes.completed import CompletedRun
 from forge.runtimes.logfile import ExitStatus, iter_log_lines
-from forge.runtimes.process import ProcessRun, default_outcome, secret_env_names
+from forge.runtimes.process import ProcessRun, default_outcome, find_shim, secret_env_names
 
 if TYPE_CHECKING:
     from forge.settings import Settings
@@ -150,6 +150,10 @@ class ClaudeRuntime:
         if run is not None:
             self._track(run)
         return run
+
+    def locate(self, spec: TaskSpec) -> tuple[int, float] | None:
+        """A live attempt of `spec` that no event names (see `find_shim`)."""
+        return find_shim(spec.log_path)
 
     def logs(self, log_path: str, follow: bool = False) -> Iterator[str]:
         return iter_log_lines(log_path, follow=follow)

@@ -28,6 +28,9 @@ class NoopRuntime:
         """Nothing outlives a no-op attempt: there is never anything to adopt."""
         return None
 
+    def locate(self, spec: TaskSpec) -> tuple[int, float] | None:
+        return None
+
     def logs(self, log_path: str, follow: bool = False) -> Iterator[str]:
         """No-op attempts write no log; an existing file at `log_path` is read all the same."""
         if not os.path.exists(log_path):

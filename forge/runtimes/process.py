@@ -59,6 +59,7 @@ __all__ = [
     "ProcessRun",
     "default_line_handler",
     "default_outcome",
+    "find_shim",
     "secret_env_names",
 ]
 
@@ -404,3 +405,23 @@ class ProcessRun:
                     return
                 time.sleep(MIN_DELAY)
         self._is_child = False
+
+
+def find_shim(log_path: str) -> tuple[int, float] | None:
+    """The (pid, create time) of a live shim writing `log_path`, found by its command line.
+
+    A daemon that died between starting an attempt and recording its start leaves a shim that
+    nothing in the log names; the next daemon finds it here (or its status file, if it has
+    ended since) and adopts it instead of running the attempt a second time."""
+    target = os.path.abspath(log_path)
+    status = read_status(status_path_for(target))
+    if status is not None and status.pid:  # it ended while nobody watched: adopt the record
+        return status.pid, 0.0
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        cmdline = proc.info.get("cmdline") or []
+        if SHIM_PATH not in cmdline or "--log" not in cmdline:
+            continue
+        at = cmdline.index("--log")
+        if at + 1 < len(cmdline) and cmdline[at + 1] == target:
+            return proc.pid, float(proc.info["create_time"])
+    return None

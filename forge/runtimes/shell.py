@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from actors.runtime import Notice, Outcome, RunHandle, TaskSpec
 from forge.runtimes.completed import CompletedRun
 from forge.runtimes.logfile import iter_log_lines
-from forge.runtimes.process import ProcessRun, secret_env_names
+from forge.runtimes.process import ProcessRun, find_shim, secret_env_names
 
 __all__ = ["ShellRuntime"]
 
@@ -59,6 +59,10 @@ class ShellRuntime:
         if run is not None:
             self._track(run)
         return run
+
+    def locate(self, spec: TaskSpec) -> tuple[int, float] | None:
+        """A live attempt of `spec` that no event names (see `find_shim`)."""
+        return find_shim(spec.log_path)
 
     def logs(self, log_path: str, follow: bool = False) -> Iterator[str]:
         return iter_log_lines(log_path, follow=follow)

@@ -100,6 +100,9 @@ class FakeRuntime:
     ) -> RunHandle | None:
         return None
 
+    def locate(self, spec: TaskSpec) -> tuple[int, float] | None:
+        return None
+
     def logs(self, log_path: str, follow: bool = False) -> Iterator[str]:
         return iter(())
 

@@ -85,3 +85,43 @@ def test_progress_events_come_from_output(redis_client: redis.Redis, tmp_path: P
         assert events_of(store, t.TaskStarted, "talk")[0].pid is not None
         progress = [e.summary for e in events_of(store, t.TaskProgress, "talk")]
         assert progress == ["step one"]  # the second line came within the rate limit
+
+
+def test_an_attempt_started_but_never_recorded_is_adopted_not_rerun(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The daemon died after starting the agent and before recording it: the next daemon
+    finds the agent by its log file and adopts it, so the work is done exactly once."""
+    from actors.policy import build_spec
+    from events.projection import apply
+    from events.state import FleetState
+    from events.store import EventStore
+
+    marker = tmp_path / "runs.txt"
+    cfg = config(tmp_path / "logs")
+    store = EventStore(redis_client, "orphan")
+    now = time.time()
+    definition = t.TaskDefinition(
+        command=["sh", "-c", f"echo run >> {marker}; sleep 0.5; echo done"]
+    )
+    history = [
+        t.DaemonStarted(at=now, node_id="old", epoch=1, pid=1),
+        t.TaskSubmitted(at=now, task_id="o", spec=definition),
+        t.AgentSpawned(at=now, agent_id="agent-old", runtime="shell", node_id="old"),
+        t.AgentReady(at=now, agent_id="agent-old"),
+        t.TaskAssigned(at=now, task_id="o", attempt=1, agent_id="agent-old", epoch=1),
+        t.AgentBusy(at=now, agent_id="agent-old", task_id="o", attempt=1),
+    ]
+    store.append_batch(history)
+    state = FleetState()
+    for event in history:
+        apply(state, event)
+    spec = build_spec(state.tasks["o"], 1, cfg)
+    orphan = ShellRuntime().execute(spec, lambda notice: None)  # the old daemon's agent
+    with running_fleet(redis_client, shell(), cfg, namespace="orphan") as (fleet, store):
+        state = wait_for(fleet, all_terminal("o"), timeout=30)
+        assert state.tasks["o"].state == "completed"
+        assert state.tasks["o"].attempt == 1
+    orphan.wait(10)
+    assert marker.read_text() == "run\n"  # ran once
+    assert len(events_of(store, t.TaskCompleted, "o")) == 1
