@@ -18,7 +18,6 @@ TASKS = """
 [[task]]
 name = "first"
 command = "sh -c 'echo first; echo API_TOKEN=$API_TOKEN'"
-env = { API_TOKEN = "canary-secret-4242" }
 priority = 1
 
 [[task]]
@@ -30,7 +29,12 @@ after = ["first"]
 
 @pytest.fixture
 def batch(tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a two-task batch in namespace `batch`; later commands read that namespace."""
+    """Run a two-task batch in namespace `batch`; later commands read that namespace.
+
+    The first task prints a secret it gets the only way a secret reaches an agent: from the
+    environment, through the allow-list (never from the task definition, which is logged)."""
+    monkeypatch.setenv("API_TOKEN", "canary-secret-4242")
+    monkeypatch.setenv("FORGE_RUNTIME_ENV_ALLOWLIST", "PATH,HOME,API_TOKEN")
     path = tmp_path / "tasks.toml"
     path.write_text(TASKS)
     result = invoke(["run", str(path), "--namespace", "batch", "--agents", "2", "--json"])
@@ -93,6 +97,7 @@ def test_task_logs_of_a_finished_task(batch: str, redis_client: redis.Redis) -> 
     assert result.exit_code == 0
     assert result.stdout.splitlines()[0] == "first"
     assert "canary-secret-4242" not in result.stdout
+    assert "API_TOKEN=***" in result.stdout  # the agent had the secret; the log masks it
 
 
 def test_verify_reports_a_diverging_index(batch: str, redis_client: redis.Redis) -> None:
