@@ -89,6 +89,7 @@ class Orchestrator(pykka.ThreadingActor):
         self.supervisors: dict[str, pykka.ActorRef[Any]] = {}
         self.breakers: dict[str, pykka.ActorRef[Any]] = {}
         self.trials: dict[str, set[str]] = {}  # half-open breaker -> tasks on trial
+        self.idle_timers: set[str] = set()  # agents with an idle check pending
         self.stopping = False
         self.stop_reason = "shutdown"
         self.live = False  # false while replaying history: control events are not re-acted
@@ -480,13 +481,16 @@ class Orchestrator(pykka.ThreadingActor):
             if task is not None and task.state == "retry_wait":
                 self._append([t.TaskQueued(at=self._now(), task_id=key, reason="retry_due")])
         elif kind == "idle":
+            self.idle_timers.discard(key)
             agent = self.state.agents.get(key)
-            if (
-                agent is not None
-                and agent.status == "idle"
-                and self._now() - agent.updated_at >= self.config.idle_timeout - 1e-3
-            ):
+            if agent is None or agent.status != "idle" or key not in self.supervisors:
+                return  # busy again (a new timer starts when it is next idle) or gone
+            left = agent.updated_at + self.config.idle_timeout - self._now()
+            if left <= 1e-3:
                 self._retire(key, "idle")
+            else:  # it worked since this timer was set: check again when it may be due
+                self.idle_timers.add(key)
+                self.scheduler.after(left, self.actor_ref, Timer(kind="idle", key=key))
         elif kind == "grace":
             terminal.force_stop(self)
 

@@ -38,7 +38,8 @@ def ended(orch: Orchestrator, msg: AttemptEnded) -> None:
     if keep_agent:
         if orch.stopping or outcome.failure in ("unhealthy", "lost"):
             orch._retire(agent_id, "stopped with its attempt")
-        else:
+        elif agent_id not in orch.idle_timers:  # one pending idle check per agent is enough
+            orch.idle_timers.add(agent_id)
             orch.scheduler.after(
                 orch.config.idle_timeout, orch.actor_ref, Timer(kind="idle", key=agent_id)
             )
