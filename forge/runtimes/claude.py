@@ -14,9 +14,7 @@ out; the command line is only ever shown through `display_argv`.
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -35,8 +33,9 @@ from forge.runtimes.claude_command import (
 )
 from forge.runtimes.claude_stream import ProgressThrottle, StreamParser
 from forge.runtimes.completed import CompletedRun
-from forge.runtimes.logfile import ExitStatus, iter_log_lines
-from forge.runtimes.process import ProcessRun, default_outcome, find_shim, secret_env_names
+from forge.runtimes.logfile import ExitStatus
+from forge.runtimes.process import ProcessRun, default_outcome, secret_env_names
+from forge.runtimes.tracking import ShimRuntime
 
 if TYPE_CHECKING:
     from forge.settings import Settings
@@ -46,7 +45,7 @@ __all__ = ["ClaudeRuntime"]
 _log = get_logger(__name__)
 
 
-class ClaudeRuntime:
+class ClaudeRuntime(ShimRuntime):
     """Runs `spec.prompt` with Claude Code in `spec.cwd` (a `RuntimeAdapter` named "claude").
 
     `binary` is `runtime.claude_binary` from the settings (None: `claude` on PATH, then the
@@ -66,6 +65,7 @@ class ClaudeRuntime:
         progress_interval: float = 1.0,
         kill_grace: float = 5.0,
     ) -> None:
+        super().__init__()
         if environ is None:
             from forge.settings import environment
 
@@ -76,8 +76,6 @@ class ClaudeRuntime:
         self.kill_grace = kill_grace
         self._environ = dict(environ)
         self._resolved: str | None = None
-        self._runs: weakref.WeakSet[ProcessRun] = weakref.WeakSet()
-        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -151,21 +149,6 @@ class ClaudeRuntime:
             self._track(run)
         return run
 
-    def locate(self, spec: TaskSpec) -> tuple[int, float] | None:
-        """A live attempt of `spec` that no event names (see `find_shim`)."""
-        return find_shim(spec.log_path)
-
-    def logs(self, log_path: str, follow: bool = False) -> Iterator[str]:
-        return iter_log_lines(log_path, follow=follow)
-
-    def cleanup(self) -> None:
-        """Stop following every run; their processes are left alone (stop them first)."""
-        with self._lock:
-            runs = list(self._runs)
-            self._runs.clear()
-        for run in runs:
-            run.detach()
-
     def _hooks(
         self, session_id: str | None, sink: Callable[[Notice], None]
     ) -> tuple[
@@ -180,10 +163,6 @@ class ClaudeRuntime:
             return claude_outcome(parser, status, requested)
 
         return parser.feed, build
-
-    def _track(self, run: ProcessRun) -> None:
-        with self._lock:
-            self._runs.add(run)
 
 
 def claude_outcome(

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from actors.runtime import Notice, Outcome, RunHandle, TaskSpec
 from forge.runtimes.completed import CompletedRun
-from forge.runtimes.logfile import iter_log_lines
-from forge.runtimes.process import ProcessRun, find_shim, secret_env_names
+from forge.runtimes.process import ProcessRun, secret_env_names
+from forge.runtimes.tracking import ShimRuntime
 
 __all__ = ["ShellRuntime"]
 
 
-class ShellRuntime:
+class ShellRuntime(ShimRuntime):
     """Run `spec.command` in `spec.cwd` with exactly `spec.env`, stopped after `spec.timeout`.
 
     Output (stdout and stderr merged) goes to `spec.log_path`, with the values of secret
@@ -26,9 +24,8 @@ class ShellRuntime:
 
     def __init__(self, *, kill_grace: float = 5.0) -> None:
         """`kill_grace`: seconds between SIGTERM and SIGKILL when an attempt times out."""
+        super().__init__()
         self.kill_grace = kill_grace
-        self._runs: weakref.WeakSet[ProcessRun] = weakref.WeakSet()
-        self._lock = threading.Lock()
 
     def execute(self, spec: TaskSpec, sink: Callable[[Notice], None]) -> RunHandle:
         if not spec.command:
@@ -59,22 +56,3 @@ class ShellRuntime:
         if run is not None:
             self._track(run)
         return run
-
-    def locate(self, spec: TaskSpec) -> tuple[int, float] | None:
-        """A live attempt of `spec` that no event names (see `find_shim`)."""
-        return find_shim(spec.log_path)
-
-    def logs(self, log_path: str, follow: bool = False) -> Iterator[str]:
-        return iter_log_lines(log_path, follow=follow)
-
-    def cleanup(self) -> None:
-        """Stop following every run; their processes are left alone (stop them first)."""
-        with self._lock:
-            runs = list(self._runs)
-            self._runs.clear()
-        for run in runs:
-            run.detach()
-
-    def _track(self, run: ProcessRun) -> None:
-        with self._lock:
-            self._runs.add(run)
