@@ -20,14 +20,12 @@ from typing import Any
 import pykka
 import structlog
 
-from actors import recovery, terminal
+from actors import recovery, reports, terminal
 from actors.breaker import CircuitBreaker
 from actors.clock import Clock
 from actors.messages import (
     AttemptEnded,
     AttemptStarted,
-    BreakerFailure,
-    BreakerSuccess,
     BreakerVerdict,
     CancelAttempt,
     LogAdvanced,
@@ -38,12 +36,9 @@ from actors.messages import (
     ShutdownRequested,
     Timer,
 )
-from actors.policy import BREAKER_FAILURES, OrchestratorConfig, agent_fits, build_spec
+from actors.policy import OrchestratorConfig, agent_fits, build_spec
 from actors.runtime import (
-    ProgressNotice,
     RuntimeAdapter,
-    SessionNotice,
-    UsageNotice,
     Workspaces,
 )
 from actors.scheduler import Scheduler
@@ -129,15 +124,17 @@ class Orchestrator(pykka.ThreadingActor):
                 else:
                     self._catch_up()
             case AttemptStarted():
-                self._started(message)
+                reports.started(self, message)
             case NoticeReceived():
-                self._notice(message)
+                reports.notice(self, message)
             case AttemptEnded():
                 terminal.ended(self, message)
             case BreakerVerdict(task_id=task_id):
                 terminal.requeue_after_verdict(self, task_id)
+            case Timer(kind="grace"):
+                terminal.force_stop(self)
             case Timer(kind=kind, key=key):
-                self._timer(kind, key)
+                reports.timer(self, kind, key)
             case ShutdownRequested(grace=grace, reason=reason):
                 terminal.shutdown(self, grace, reason)
             case "state":
@@ -408,105 +405,6 @@ class Orchestrator(pykka.ThreadingActor):
                 self.actor_ref,
             )
         return ref
-
-    # -- what supervisors report ------------------------------------------------------------
-
-    def _started(self, msg: AttemptStarted) -> None:
-        ok = self._append_if(
-            msg.task_id,
-            {"state": "assigned", "attempt": msg.attempt, "epoch": msg.epoch},
-            t.TaskStarted(
-                at=self._now(),
-                task_id=msg.task_id,
-                attempt=msg.attempt,
-                agent_id=msg.agent_id,
-                pid=msg.pid,
-                create_time=msg.create_time,
-                log_path=msg.log_path,
-                workspace=msg.workspace,
-                branch=msg.branch,
-            ),
-        )
-        if not ok:  # cancelled or taken over meanwhile: this attempt must not run on
-            ref = self.supervisors.get(msg.agent_id)
-            if ref is not None:
-                ref.tell(CancelAttempt(msg.task_id, msg.attempt, 0.0, "cancelled"))
-
-    def _notice(self, msg: NoticeReceived) -> None:
-        task = self.state.tasks.get(msg.task_id)
-        if task is None or task.attempt != msg.attempt or task.terminal:
-            return
-        now = self._now()
-        notice = msg.notice
-        match notice:
-            case SessionNotice(session_id=session_id):
-                self._append(
-                    [
-                        t.TaskCheckpointed(
-                            at=now,
-                            task_id=msg.task_id,
-                            attempt=msg.attempt,
-                            session_id=session_id,
-                            note="session started",
-                        )
-                    ]
-                )
-            case ProgressNotice(summary=summary):
-                self._append(
-                    [
-                        t.TaskProgress(
-                            at=now, task_id=msg.task_id, attempt=msg.attempt, summary=summary
-                        )
-                    ]
-                )
-            case UsageNotice():
-                self._append(
-                    [
-                        t.TaskUsage(
-                            at=now,
-                            task_id=msg.task_id,
-                            attempt=msg.attempt,
-                            input_tokens=notice.input_tokens,
-                            output_tokens=notice.output_tokens,
-                            cost_usd=notice.cost_usd,
-                        )
-                    ]
-                )
-            case _:
-                pass
-
-    def _timer(self, kind: str, key: str) -> None:
-        if kind == "retry":
-            task = self.state.tasks.get(key)
-            if task is not None and task.state == "retry_wait":
-                self._append([t.TaskQueued(at=self._now(), task_id=key, reason="retry_due")])
-        elif kind == "idle":
-            self.idle_timers.discard(key)
-            agent = self.state.agents.get(key)
-            if agent is None or agent.status != "idle" or key not in self.supervisors:
-                return  # busy again (a new timer starts when it is next idle) or gone
-            left = agent.updated_at + self.config.idle_timeout - self._now()
-            if left <= 1e-3:
-                self._retire(key, "idle")
-            else:  # it worked since this timer was set: check again when it may be due
-                self.idle_timers.add(key)
-                self.scheduler.after(left, self.actor_ref, Timer(kind="idle", key=key))
-        elif kind == "grace":
-            terminal.force_stop(self)
-
-    def _breaker_report(
-        self, task: TaskState, failure: str | None, reason: str, reset_at: float | None
-    ) -> None:
-        name = self.config.breakers.get(task.definition.runtime)
-        if not name:
-            return
-        self.trials.get(name, set()).discard(task.task_id)
-        if failure in BREAKER_FAILURES:
-            self._breaker(name).tell(
-                BreakerFailure(reason=reason, reset_at=reset_at, task_id=task.task_id)
-            )
-        else:
-            self._breaker(name).tell(BreakerSuccess())
 
 
 def _stream_key(stream_id: str) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from actors import reports
 from actors.messages import AttemptEnded, CancelAttempt, Timer
 from actors.policy import BREAKER_FAILURES, IMMEDIATE_RETRY, charged_attempts
 from actors.runtime import Outcome, is_transient
@@ -101,7 +102,7 @@ def record_outcome(
             "stale result rejected", task_id=task.task_id, attempt=task.attempt, epoch=epoch
         )
         return False
-    orch._breaker_report(task, outcome.failure, outcome.reason, outcome.reset_at)
+    reports.breaker_report(orch, task, outcome.failure, outcome.reason, outcome.reset_at)
     after_end(orch, task)
     return True
 
