@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from actors.runtime import is_transient
 from events import types as t
 from events.state import TaskState, to_builtins
 from events.transitions import TASK_STATES
@@ -240,19 +241,63 @@ def _log_path(app: App, x: TaskState, attempt: int | None) -> str:
 
 @task.command("logs")
 @click.argument("task_id")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing until the attempt ends.")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep printing as the task runs, through its retries, until it has ended.",
+)
 @click.option("--attempt", type=click.IntRange(1), help="Which attempt (default: the latest).")
 @pass_app
 def logs_cmd(app: App, task_id: str, follow: bool, attempt: int | None) -> None:
     """Print the output of a task's attempt (secrets masked)."""
     x = task_or_fail(fleet_state(app), task_id)
-    if x.attempt == 0:
+    if x.attempt == 0 and not follow:
         raise NotFound(f"task {task_id} has not started yet ({x.state})")
     try:
+        if follow and attempt is None:
+            _follow_task(app, task_id, max(x.attempt, 1))
+            return
         for line in iter_log_lines(_log_path(app, x, attempt), follow=follow):
             click.echo(line)
     except KeyboardInterrupt:
         return
+
+
+def _settled(x: TaskState) -> bool:
+    """The task has ended for good (a transient failure is followed by a retry)."""
+    if not x.terminal:
+        return False
+    return x.state != "failed" or not is_transient(x.last_failure)  # type: ignore[arg-type]
+
+
+def _follow_task(app: App, task_id: str, first: int) -> None:
+    """Print each attempt's log as it is written, from attempt `first` on, until the task has
+    ended; between attempts, wait on the log for the task's next event (no polling)."""
+    n = first
+    position = app.store.last_id() or "0-0"
+    while True:
+        x = task_or_fail(fleet_state(app), task_id)
+        if n <= x.attempt:
+            path = _log_path(app, x, n)
+            if os.path.exists(path):
+                if n > first:
+                    click.echo(f"--- attempt {n} ---")
+                for line in iter_log_lines(path, follow=True):
+                    click.echo(line)
+                n += 1
+                continue
+            if n < x.attempt or x.state not in ("assigned", "running"):
+                n += 1  # that attempt ended without writing a log (it could not start)
+                continue
+        elif _settled(x):
+            return
+        for entry in app.store.tail(after=position, block_ms=1000):
+            position = entry.id
+            if getattr(entry.event, "task_id", None) == task_id:
+                break
+        else:  # pragma: no cover - tail only ends when told to stop
+            return
 
 
 def _control(app: App, event: t.Event, what: str) -> None:

@@ -52,3 +52,25 @@ def test_agent_commands_act_on_a_running_agent(harness: DaemonHarness) -> None:
     assert task.agent_id != agent_id
     assert h.forge("task", "cancel", task_id).returncode == 0
     h.wait_for("the cancel", lambda: h.state().tasks[task_id].state == "cancelled")
+
+
+def test_task_logs_follow_through_a_retry_until_the_task_ends(harness: DaemonHarness) -> None:
+    h = harness
+    h.foreground()
+    h.wait_for("the daemon", lambda: h.forge("daemon", "status").returncode == 0)
+    marker = h.home / "tried"
+    script = (
+        f"echo try; sleep 0.3; if [ ! -e {marker} ]; then touch {marker}; kill -9 $$; fi; "
+        "echo second time lucky"
+    )
+    task_id = h.forge("task", "submit", "-c", "sh", "-c", "-c", "-c", script).stdout.strip()
+    h.wait_for("the first attempt", lambda: h.state().tasks[task_id].attempt >= 1)
+    followed = h.forge("task", "logs", task_id, "--follow", timeout=60)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout.splitlines() == [
+        "try",
+        "--- attempt 2 ---",
+        "try",
+        "second time lucky",
+    ]
+    assert h.state().tasks[task_id].state == "completed"
