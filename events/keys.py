@@ -25,6 +25,7 @@ class Keys:
     snapshots: str  # sorted set: snapshot key by stream position (ms part) -> newest last
     snapshot_prefix: str  # string keys holding one snapshot each
     consumer_dead: str  # prefix of the dead-letter stream of each consumer group
+    heartbeat: str  # string: the running daemon's heartbeat (JSON, with an expiry)
 
     @classmethod
     def for_namespace(cls, namespace: str) -> Keys:
@@ -40,6 +41,7 @@ class Keys:
             snapshots=f"{base}:snapshots",
             snapshot_prefix=f"{base}:snapshot:",
             consumer_dead=f"{base}:dead:",
+            heartbeat=f"{base}:daemon",
         )
 
     def snapshot(self, position: str) -> str:

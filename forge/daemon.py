@@ -31,7 +31,7 @@ from actors.messages import ShutdownRequested
 from actors.policy import OrchestratorConfig, RetryPolicy
 from actors.runtime import RuntimeAdapter
 from actors.supervisor import HealthPolicy
-from events.keys import PREFIX
+from events.keys import Keys
 from events.state import FleetState
 from events.store import EventStore, redis_errors
 from forge.daemon_process import DaemonFiles, PidRecord, hold_lock, process_create_time
@@ -73,8 +73,8 @@ class Heartbeat(msgspec.Struct, kw_only=True):
 
 
 def heartbeat_key(namespace: str) -> str:
-    """The heartbeat hash of a namespace (same hash tag as the log's keys)."""
-    return f"{PREFIX}:{{{namespace}}}:daemon"
+    """The heartbeat key of a namespace (named in `events.keys` with every other key)."""
+    return Keys.for_namespace(namespace).heartbeat
 
 
 def state_digest(state: FleetState) -> str:
