@@ -9,24 +9,35 @@ so a replay cannot crash on a surprising log. `apply` does not know stream ids: 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from events import types as t
+from events.projection_fleet import (
+    Handler,
+    _agent_status,
+    _breaker_closed,
+    _breaker_half_opened,
+    _breaker_opened,
+    _budget_exhausted,
+    _busy,
+    _daemon_started,
+    _daemon_stopped,
+    _lease_lost,
+    _lease_taken,
+    _resumed,
+    _spawned,
+    anomaly,
+)
 from events.state import (
-    AgentState,
     AttemptRecord,
-    BreakerState,
     FleetState,
-    NodeState,
     TaskState,
     to_builtins,
 )
 from events.transitions import TERMINAL_STATES, TRANSITIONS
 
 __all__ = ["FleetState", "apply", "apply_all", "apply_entries", "to_builtins"]
-
-Handler = Callable[[FleetState, Any], None]
 
 
 def apply(state: FleetState, event: t.Event) -> FleetState:
@@ -72,21 +83,15 @@ def apply_entries(state: FleetState, entries: Sequence[tuple[str, int, t.Event]]
     return state
 
 
-def _anomaly(state: FleetState, event: t.Event) -> None:
-    state.anomalies += 1
-    tag = str(type(event).__struct_config__.tag)
-    state.anomaly_kinds[tag] = state.anomaly_kinds.get(tag, 0) + 1
-
-
 def _task(state: FleetState, event: Any) -> TaskState | None:
     """The event's task if its transition is legal from the task's state, else None."""
     task = state.tasks.get(event.task_id)
     rule = TRANSITIONS[type(event)]
     if task is None or task.state not in rule.sources:
-        _anomaly(state, event)
+        anomaly(state, event)
         return None
     if rule.match_attempt and event.attempt != task.attempt:
-        _anomaly(state, event)
+        anomaly(state, event)
         return None
     return task
 
@@ -129,7 +134,7 @@ def _submitted(state: FleetState, e: t.TaskSubmitted) -> None:
     spec = e.spec
     key = spec.idempotency_key
     if e.task_id in state.tasks or (key is not None and key in state.idempotency):
-        _anomaly(state, e)
+        anomaly(state, e)
         return
     task = TaskState(task_id=e.task_id, state="pending", definition=spec, submitted_at=e.at)
     state.tasks[e.task_id] = task
@@ -297,123 +302,6 @@ def _agent_request(state: FleetState, e: t.Event) -> None:
 
 def _stop_requested(state: FleetState, e: t.DaemonStopRequested) -> None:
     state.stop_requested = True
-
-
-# -- agents --------------------------------------------------------------------------------
-
-
-def _spawned(state: FleetState, e: t.AgentSpawned) -> None:
-    if e.agent_id in state.agents:
-        _anomaly(state, e)
-        return
-    state.agents[e.agent_id] = AgentState(
-        agent_id=e.agent_id,
-        runtime=e.runtime,
-        tags=list(e.tags),
-        node_id=e.node_id,
-        spawned_at=e.at,
-        updated_at=e.at,
-    )
-
-
-def _agent(state: FleetState, e: Any) -> AgentState | None:
-    agent = state.agents.get(e.agent_id)
-    if agent is None or agent.status == "terminated":
-        _anomaly(state, e)
-        return None
-    agent.updated_at = e.at
-    return agent
-
-
-def _agent_status(status: str, *, clear_task: bool = False, reason: bool = False) -> Handler:
-    def handle(state: FleetState, e: Any) -> None:
-        agent = _agent(state, e)
-        if agent is None:
-            return
-        agent.status = status
-        if clear_task:
-            agent.task_id = agent.attempt = None
-        if reason:
-            agent.reason = e.reason
-
-    return handle
-
-
-def _busy(state: FleetState, e: t.AgentBusy) -> None:
-    agent = _agent(state, e)
-    if agent is not None:
-        agent.status = "busy"
-        agent.task_id = e.task_id
-        agent.attempt = e.attempt
-
-
-def _resumed(state: FleetState, e: t.AgentResumed) -> None:
-    agent = _agent(state, e)
-    if agent is not None:
-        agent.status = "busy" if agent.task_id is not None else "idle"
-
-
-# -- breakers, budget, daemon, nodes -------------------------------------------------------
-
-
-def _breaker(state: FleetState, name: str, at: float) -> BreakerState:
-    breaker = state.breakers.get(name)
-    if breaker is None:
-        breaker = state.breakers[name] = BreakerState(name=name)
-    breaker.changed_at = at
-    return breaker
-
-
-def _breaker_opened(state: FleetState, e: t.BreakerOpened) -> None:
-    b = _breaker(state, e.name, e.at)
-    b.state, b.until, b.failures, b.reason = "open", e.until, e.failures, e.reason
-
-
-def _breaker_half_opened(state: FleetState, e: t.BreakerHalfOpened) -> None:
-    _breaker(state, e.name, e.at).state = "half_open"
-
-
-def _breaker_closed(state: FleetState, e: t.BreakerClosed) -> None:
-    b = _breaker(state, e.name, e.at)
-    b.state, b.until, b.failures, b.reason = "closed", None, 0, None
-
-
-def _budget_exhausted(state: FleetState, e: t.BudgetExhausted) -> None:
-    state.budget_exhausted = True
-    state.budget_spent_usd = e.spent_usd
-    state.budget_limit_usd = e.limit_usd
-
-
-def _daemon_started(state: FleetState, e: t.DaemonStarted) -> None:
-    if e.epoch < state.daemon_epoch:
-        _anomaly(state, e)
-        return
-    state.daemon_node, state.daemon_epoch, state.daemon_pid = e.node_id, e.epoch, e.pid
-    state.daemon_running = True
-    state.stop_requested = False
-
-
-def _daemon_stopped(state: FleetState, e: t.DaemonStopped) -> None:
-    if e.epoch != state.daemon_epoch:
-        _anomaly(state, e)
-        return
-    state.daemon_running = False
-
-
-def _lease_taken(state: FleetState, e: t.NodeLeaseTaken) -> None:
-    node = state.nodes.get(e.node_id)
-    if node is not None and e.epoch < node.epoch:
-        _anomaly(state, e)
-        return
-    state.nodes[e.node_id] = NodeState(node_id=e.node_id, epoch=e.epoch, expires_at=e.expires_at)
-
-
-def _lease_lost(state: FleetState, e: t.NodeLeaseLost) -> None:
-    node = state.nodes.get(e.node_id)
-    if node is None or node.epoch != e.epoch:
-        _anomaly(state, e)
-        return
-    node.held = False
 
 
 _HANDLERS: dict[type[t.Event], Handler] = {
