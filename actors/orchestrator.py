@@ -12,6 +12,7 @@ breaker or a due retry runs `_dispatch` at once — there is no polling interval
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -100,7 +101,7 @@ class Orchestrator(pykka.ThreadingActor):
         self._append(
             [
                 t.DaemonStarted(
-                    at=self._now(), node_id=self.config.node_id, epoch=self.epoch, pid=_pid()
+                    at=self._now(), node_id=self.config.node_id, epoch=self.epoch, pid=os.getpid()
                 )
             ]
         )
@@ -410,9 +411,3 @@ class Orchestrator(pykka.ThreadingActor):
 def _stream_key(stream_id: str) -> tuple[int, int]:
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()

@@ -4,7 +4,7 @@ Orchestrator, kept in its own module."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from actors.messages import (
     AttemptStarted,
@@ -22,7 +22,7 @@ from events.state import TaskState
 if TYPE_CHECKING:
     from actors.orchestrator import Orchestrator
 
-__all__ = ["breaker_report", "notice", "started", "timer"]
+__all__ = ["breaker_report", "notice", "record_usage", "started", "timer"]
 
 
 def started(orch: Orchestrator, msg: AttemptStarted) -> None:
@@ -45,6 +45,33 @@ def started(orch: Orchestrator, msg: AttemptStarted) -> None:
         ref = orch.supervisors.get(msg.agent_id)
         if ref is not None:
             ref.tell(CancelAttempt(msg.task_id, msg.attempt, 0.0, "cancelled"))
+
+
+class _Usage(Protocol):
+    @property
+    def input_tokens(self) -> int: ...
+
+    @property
+    def output_tokens(self) -> int: ...
+
+    @property
+    def cost_usd(self) -> float: ...
+
+
+def record_usage(orch: Orchestrator, task_id: str, attempt: int, usage: _Usage) -> None:
+    """Append the attempt's cumulative usage (from a runtime notice or a final outcome)."""
+    orch._append(
+        [
+            t.TaskUsage(
+                at=orch._now(),
+                task_id=task_id,
+                attempt=attempt,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=usage.cost_usd,
+            )
+        ]
+    )
 
 
 def notice(orch: Orchestrator, msg: NoticeReceived) -> None:
@@ -71,18 +98,7 @@ def notice(orch: Orchestrator, msg: NoticeReceived) -> None:
                 [t.TaskProgress(at=now, task_id=msg.task_id, attempt=msg.attempt, summary=summary)]
             )
         case UsageNotice():
-            orch._append(
-                [
-                    t.TaskUsage(
-                        at=now,
-                        task_id=msg.task_id,
-                        attempt=msg.attempt,
-                        input_tokens=notice.input_tokens,
-                        output_tokens=notice.output_tokens,
-                        cost_usd=notice.cost_usd,
-                    )
-                ]
-            )
+            record_usage(orch, msg.task_id, msg.attempt, notice)
         case _:
             pass
 

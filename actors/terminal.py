@@ -85,18 +85,7 @@ def record_outcome(
             transient=is_transient(outcome.failure),
         )
     if outcome.cost_usd and not outcome.ok:
-        orch._append(
-            [
-                t.TaskUsage(
-                    at=now,
-                    task_id=task.task_id,
-                    attempt=task.attempt,
-                    input_tokens=outcome.input_tokens,
-                    output_tokens=outcome.output_tokens,
-                    cost_usd=outcome.cost_usd,
-                )
-            ]
-        )
+        reports.record_usage(orch, task.task_id, task.attempt, outcome)
     if not orch._append_if(task.task_id, expect, event, *follow):
         orch.log.warning(
             "stale result rejected", task_id=task.task_id, attempt=task.attempt, epoch=epoch

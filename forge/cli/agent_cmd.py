@@ -64,6 +64,14 @@ def _live_agent(state: FleetState, agent_id: str) -> AgentState:
     return found
 
 
+def _request(app: App, agent_id: str, event: t.Event, verb: str) -> None:
+    """Ask the running daemon to act on a live agent, through the log."""
+    require_daemon(app)
+    _live_agent(fleet_state(app), agent_id)
+    app.store.append(event)
+    click.echo(f"{verb} of {agent_id} requested")
+
+
 @agent.command("spawn")
 @click.option("--runtime", default="shell", show_default=True)
 @click.option("--tag", multiple=True, help="A tag the agent carries (repeatable).")
@@ -84,10 +92,9 @@ def spawn_cmd(app: App, runtime: str, tag: tuple[str, ...]) -> None:
 @pass_app
 def kill_cmd(app: App, agent_id: str, force: bool) -> None:
     """Stop an agent; a task it runs is requeued."""
-    require_daemon(app)
-    _live_agent(fleet_state(app), agent_id)
-    app.store.append(t.AgentKillRequested(at=time.time(), agent_id=agent_id, force=force))
-    click.echo(f"kill of {agent_id} requested")
+    _request(
+        app, agent_id, t.AgentKillRequested(at=time.time(), agent_id=agent_id, force=force), "kill"
+    )
 
 
 @agent.command("pause")
@@ -95,10 +102,7 @@ def kill_cmd(app: App, agent_id: str, force: bool) -> None:
 @pass_app
 def pause_cmd(app: App, agent_id: str) -> None:
     """Pause an agent (its process is stopped with SIGSTOP)."""
-    require_daemon(app)
-    _live_agent(fleet_state(app), agent_id)
-    app.store.append(t.AgentPauseRequested(at=time.time(), agent_id=agent_id))
-    click.echo(f"pause of {agent_id} requested")
+    _request(app, agent_id, t.AgentPauseRequested(at=time.time(), agent_id=agent_id), "pause")
 
 
 @agent.command("resume")
@@ -106,7 +110,4 @@ def pause_cmd(app: App, agent_id: str) -> None:
 @pass_app
 def resume_cmd(app: App, agent_id: str) -> None:
     """Resume a paused agent."""
-    require_daemon(app)
-    _live_agent(fleet_state(app), agent_id)
-    app.store.append(t.AgentResumeRequested(at=time.time(), agent_id=agent_id))
-    click.echo(f"resume of {agent_id} requested")
+    _request(app, agent_id, t.AgentResumeRequested(at=time.time(), agent_id=agent_id), "resume")
