@@ -168,19 +168,8 @@ class AgentSupervisor(pykka.ThreadingActor):
     def _adopt(self, spec: TaskSpec, epoch: int, pid: int, create_time: float) -> None:
         handle = self.runtime.adopt(spec, pid, create_time, self._sink(spec))
         if handle is None:
-            self.orchestrator.tell(
-                AttemptEnded(
-                    self.agent_id,
-                    spec.task_id,
-                    spec.attempt,
-                    epoch,
-                    Outcome(
-                        ok=False,
-                        failure="lost",
-                        reason="the agent process was gone when the daemon restarted",
-                    ),
-                )
-            )
+            reason = "the agent process was gone when the daemon restarted"
+            self._report_failed(spec, epoch, "lost", reason)
             return
         self.log.info("attempt adopted", task_id=spec.task_id, attempt=spec.attempt, pid=pid)
         self._watch(spec, epoch, handle, announce=False)
