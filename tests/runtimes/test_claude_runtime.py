@@ -11,6 +11,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -256,20 +257,22 @@ def test_bad_request_is_invalid(harness: Harness) -> None:
 def test_subscription_usage_limit_opens_until_the_reset(harness: Harness) -> None:
     environ = {k: v for k, v in harness.environ.items() if k != "ANTHROPIC_API_KEY"}
     environ["CLAUDE_CODE_OAUTH_TOKEN"] = "sk-ant-oat01-forge-test-oauth-token"
+    # Always in the future, whatever day the suite runs: the CLI ignores a reset in the past.
+    reset = (int(time.time()) // 3600 + 3) * 3600
     limited = ApiError(
         429,
         "rate_limit_error",
         "Rate limited",
         headers={
             "anthropic-ratelimit-unified-status": "rejected",
-            "anthropic-ratelimit-unified-reset": "1795568400",
+            "anthropic-ratelimit-unified-reset": str(reset),
             "anthropic-ratelimit-unified-representative-claim": "five_hour",
             "x-should-retry": "false",
         },
     )
     _, _, outcome = harness.run(limited, environ=environ)
     assert outcome is not None
-    assert (outcome.failure, outcome.reset_at) == ("rate_limited", 1795568400.0)
+    assert (outcome.failure, outcome.reset_at) == ("rate_limited", float(reset))
     assert "limit" in outcome.reason
     assert "sk-ant-oat01" not in (harness.logs / "attempt-1.log").read_text()
 
