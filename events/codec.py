@@ -39,6 +39,7 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(AnyEvent)
 _RAW_DECODER = msgspec.msgpack.Decoder(dict[str, Any])
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+_MAX_VERSION_DIGITS = 3
 _VERSION_BYTES = {cls: str(cls.schema).encode() for cls in EVENT_TYPES.values()}
 
 
@@ -67,7 +68,7 @@ def upcast(data: dict[str, Any], version: int | None) -> Event:
     tag = data.get("type")
     cls = EVENT_TYPES.get(tag) if isinstance(tag, str) else None
     if cls is None:
-        raise UndecodableEvent(f"unknown event type {tag!r}")
+        raise UndecodableEvent(f"unknown event type {tag!r:.80}")
     version = cls.schema if version is None else version
     if version > cls.schema:
         raise UndecodableEvent(f"{tag} schema {version} is newer than this Forge ({cls.schema})")
@@ -75,7 +76,10 @@ def upcast(data: dict[str, Any], version: int | None) -> Event:
         step = _UPCASTERS.get((str(tag), version))
         if step is None:
             raise UndecodableEvent(f"no upcaster for {tag} from schema {version}")
-        data = step(dict(data))
+        try:
+            data = step(dict(data))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UndecodableEvent(f"{tag} schema {version} cannot be upcast: {e!r}") from e
         version += 1
     try:
         return msgspec.convert(data, cls)
@@ -89,28 +93,29 @@ def decode(payload: bytes, version: int | None = None) -> Event:
         event: Event | None = _DECODER.decode(payload)
     except msgspec.ValidationError:
         event = None  # maybe an older shape: the slow path below tells
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, RecursionError) as e:
         raise UndecodableEvent(f"corrupt payload: {e}") from e
     if event is not None and (version is None or version == event.schema):
         return event
     try:
         data = _RAW_DECODER.decode(payload)
-    except msgspec.MsgspecError as e:
+    except (msgspec.MsgspecError, RecursionError) as e:
         raise UndecodableEvent(f"corrupt payload: {e}") from e
     return upcast(data, version)
 
 
 def decode_entry(fields: Mapping[bytes, bytes]) -> Event:
-    """Decode the fields of one stream entry; raises UndecodableEvent if that is impossible."""
+    """Decode the fields of one stream entry; raises UndecodableEvent if that is impossible,
+    whatever the entry holds (any bytes as field names or values, missing or extra fields), and
+    never anything else."""
     payload = fields.get(DATA_FIELD)
     if payload is None:
         raise UndecodableEvent("entry has no event data field")
     raw_version = fields.get(VERSION_FIELD, b"1")
-    try:
-        version = int(raw_version)
-    except ValueError as e:
-        raise UndecodableEvent(f"bad schema version {raw_version!r}") from e
-    return decode(payload, version)
+    if not (0 < len(raw_version) <= _MAX_VERSION_DIGITS and raw_version.isdigit()):
+        # ASCII digits only, as `lua/read_page.lua` reads it: every reader must agree
+        raise UndecodableEvent(f"bad schema version {raw_version[:32]!r}")
+    return decode(payload, int(raw_version))
 
 
 # -- upcasters -----------------------------------------------------------------------------

@@ -30,9 +30,11 @@ from events.state import FleetState
 from events.transitions import ABSENT, TRANSITIONS
 from events.types import AnyEvent, Event, TaskAssigned, TaskSubmitted
 
-__all__ = ["EventStore", "IndexEntry", "LogEntry", "Quarantined", "redis_errors"]
+__all__ = ["KEEP_BYTES", "EventStore", "IndexEntry", "LogEntry", "Quarantined", "redis_errors"]
 
 DEFAULT_PAGE = 10_000
+KEEP_BYTES = 64 * 1024  # of a quarantined entry's fields, names and values together
+_MAX_REASON = 300
 _DEP_SEPARATOR = "\x1f"
 _PAGE_DECODER = msgspec.msgpack.Decoder(list[tuple[str, int, AnyEvent]])
 _ENCODER = msgspec.msgpack.Encoder()
@@ -60,12 +62,17 @@ class IndexEntry(NamedTuple):
 
 
 class Quarantined(msgspec.Struct, frozen=True, kw_only=True):
-    """A log entry that could not be decoded: skipped by every reader, kept for inspection."""
+    """A log entry that could not be decoded: skipped by every reader, kept for inspection.
+
+    The entry's fields are kept as raw bytes, at most `KEEP_BYTES` of them in all (`truncated`
+    says when more were cut); those whose name is not UTF-8 are kept in `foreign_fields`."""
 
     stream_id: str
     size: int  # bytes of the entry's data field (0 if it had none)
     reason: str
     fields: dict[str, bytes] = {}
+    foreign_fields: list[tuple[bytes, bytes]] = []
+    truncated: bool = False
 
 
 @contextlib.contextmanager
@@ -130,6 +137,45 @@ def _record(event: Event, out: list[Any], checked: bool = False) -> None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _text_lossy(value: bytes | str) -> str:
+    """Text of bytes that may not be UTF-8 (undecodable bytes shown as `\\xNN`)."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+
+
+def _id_order(stream_id: str) -> tuple[int, int]:
+    """The sort key of a stream id (anything else sorts first)."""
+    ms, _, seq = stream_id.partition("-")
+    return (int(ms), int(seq or 0)) if ms.isdigit() and (not seq or seq.isdigit()) else (-1, -1)
+
+
+def _quarantine_record(stream_id: str, fields: Mapping[bytes, bytes], reason: str) -> Quarantined:
+    """The quarantine record of an entry: its raw fields, at most KEEP_BYTES of them."""
+    named: dict[str, bytes] = {}
+    foreign: list[tuple[bytes, bytes]] = []
+    budget = KEEP_BYTES
+    truncated = False
+    for raw_name, raw_value in fields.items():
+        name = bytes(raw_name)[:budget]
+        value = bytes(raw_value)[: budget - len(name)]
+        truncated = truncated or len(name) < len(raw_name) or len(value) < len(raw_value)
+        budget -= len(name) + len(value)
+        try:
+            named[name.decode()] = value
+        except UnicodeDecodeError:
+            foreign.append((name, value))
+        if budget <= 0:
+            truncated = truncated or len(named) + len(foreign) < len(fields)
+            break
+    return Quarantined(
+        stream_id=stream_id,
+        size=len(fields.get(DATA_FIELD, b"")),
+        reason=reason[:_MAX_REASON],
+        fields=named,
+        foreign_fields=foreign,
+        truncated=truncated,
+    )
 
 
 class EventStore:
@@ -228,6 +274,14 @@ class EventStore:
             raw: Any = self.client.hgetall(self.keys.index)
         return {_text(k): IndexEntry.parse(v) for k, v in raw.items()}
 
+    def adopt_into_index(self, task_id: str, state: str, attempt: int, epoch: int | None) -> bool:
+        """Give a task that the log holds but the index lacks (an entry appended by a writer
+        that bypassed the append script) its index entry, derived from the log; only if it
+        still has none. True if the entry was written."""
+        value = f"{state}|{attempt}|{'' if epoch is None else epoch}"
+        with redis_errors("repair index"):
+            return bool(self.client.hsetnx(self.keys.index, task_id, value))
+
     def rebuild_index(self, state: FleetState) -> int:
         """Rewrite the derived index from `state` (a full replay); run it with no writers."""
         index = {
@@ -259,10 +313,20 @@ class EventStore:
     def read_range(
         self, start: str = "-", end: str = "+", count: int | None = None
     ) -> list[LogEntry]:
-        """Decoded entries with ids in [start, end] (prefix an id with '(' to exclude it)."""
-        with redis_errors("read"):
-            raw: Any = self.client.xrange(self.keys.log, start, end, count=count)
-        return self._decode_all(raw)
+        """Decoded entries with ids in [start, end] (prefix an id with '(' to exclude it).
+
+        With a `count`, fewer than `count` entries come back only when the range is exhausted:
+        quarantined entries do not count, so a caller that pages until a short page never
+        stops early in front of an undecodable entry."""
+        out: list[LogEntry] = []
+        while True:
+            wanted = None if count is None else count - len(out)
+            with redis_errors("read"):
+                raw: Any = self.client.xrange(self.keys.log, start, end, count=wanted)
+            out += self._decode_all(raw)
+            if wanted is None or len(raw) < wanted or len(out) == count:
+                return out
+            start = "(" + _text(raw[-1][0])
 
     def read_from(self, position: str, count: int | None = None) -> list[LogEntry]:
         """Decoded entries after `position` ("0-0" for all)."""
@@ -304,7 +368,7 @@ class EventStore:
                     for _, version, event in page:
                         if version != event.schema:
                             raise UndecodableEvent("older schema in page")
-                except (msgspec.MsgspecError, UndecodableEvent):
+                except (msgspec.MsgspecError, RecursionError, UndecodableEvent):
                     page = self._slow_page(start, last, page_size, quarantined)
                 if page:
                     yield page
@@ -362,22 +426,24 @@ class EventStore:
     def _quarantine(
         self, stream_id: str, fields: Mapping[bytes, bytes], reason: str
     ) -> Quarantined:
-        record = Quarantined(
-            stream_id=stream_id,
-            size=len(fields.get(DATA_FIELD, b"")),
-            reason=reason,
-            fields={_text(k): v for k, v in fields.items()},
-        )
+        record = _quarantine_record(stream_id, fields, reason)
         with redis_errors("quarantine"):
             self.client.hset(self.keys.quarantine, stream_id, _ENCODER.encode(record))
         return record
 
     def quarantined(self) -> list[Quarantined]:
-        """Every entry quarantined so far, in log order."""
+        """Every entry quarantined so far, in log order (a record that cannot be read is
+        listed with that as its reason)."""
         with redis_errors("read quarantine"):
             raw: Any = self.client.hgetall(self.keys.quarantine)
-        records = [msgspec.msgpack.decode(v, type=Quarantined) for v in raw.values()]
-        return sorted(records, key=lambda r: tuple(int(p) for p in r.stream_id.split("-")))
+        records = []
+        for key, value in raw.items():
+            sid = _text_lossy(key)
+            try:
+                records.append(msgspec.msgpack.decode(value, type=Quarantined))
+            except (msgspec.MsgspecError, RecursionError):
+                records.append(Quarantined(stream_id=sid, size=0, reason="unreadable record"))
+        return sorted(records, key=lambda r: _id_order(r.stream_id))
 
     # -- trimming ----------------------------------------------------------------------
 

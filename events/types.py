@@ -20,6 +20,7 @@ import msgspec
 __all__ = [
     "CONTROL_EVENTS",
     "EVENT_TYPES",
+    "MAX_TIMESTAMP",
     "AgentBusy",
     "AgentCrashed",
     "AgentIdle",
@@ -60,10 +61,17 @@ __all__ = [
     "TaskStarted",
     "TaskSubmitted",
     "TaskUsage",
+    "Timestamp",
 ]
 
 Priority = Annotated[int, msgspec.Meta(ge=1, le=5)]
 """1 is the highest priority, 5 the lowest."""
+
+MAX_TIMESTAMP = 32_503_680_000.0  # 3000-01-01T00:00:00Z
+Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TIMESTAMP)]
+"""A wall-clock time in seconds since the epoch. Decoding refuses NaN, infinities and times
+before 1970 or after the year 3000, so an entry carrying one is quarantined like any other
+undecodable entry: every reader skips it alike and replay stays deterministic."""
 
 
 class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -90,7 +98,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=Fals
     """Base of every event. `at` is the writer's wall-clock time in seconds."""
 
     schema: ClassVar[int] = 1
-    at: float
+    at: Timestamp
 
 
 # -- tasks ---------------------------------------------------------------------------------
