@@ -44,7 +44,7 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> redis.Redis:
     else:
         server = EmbeddedServer(settings.home_path, settings.redis.appendfsync)
         if start_embedded:
-            server.ensure_running()
+            server.ensure_running(timeout)  # a live server that stays silent: fail, no twin
         client = server.client(timeout)
     try:
         client.ping()

@@ -12,6 +12,7 @@ __all__ = [
     "InvalidTask",
     "NotFound",
     "ServerError",
+    "ServerNotAnswering",
     "StoreError",
     "StoreUnavailable",
 ]
@@ -31,6 +32,10 @@ class ConfigError(ForgeError):
 
 class ServerError(ForgeError):
     """Raised when the embedded Redis-compatible server cannot be found, started or stopped."""
+
+
+class ServerNotAnswering(ServerError, StoreUnavailable):
+    """Raised when the embedded server's process is alive but does not answer (stopped, hung)."""
 
 
 class NotFound(ForgeError):

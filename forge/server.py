@@ -1,9 +1,16 @@
 """The embedded server: a private Valkey (or Redis) that Forge starts and stops itself.
 
-Everything lives in `$FORGE_HOME/server/` (mode 0700): the unix socket (no TCP port), the pid
-file, the log file, the generated config and the AOF directory. Starting is guarded by an
-exclusive `flock`, so several commands racing to start it end with exactly one server; a pid
-file or socket left by a crashed server is detected and removed before a new start.
+Everything lives in `$FORGE_HOME/server/` (mode 0700, the server started under umask 077, so
+its log and AOF files are private too): the unix socket (no TCP port), the pid file, the log
+file, the generated config and the AOF directory. Starting is guarded by an exclusive `flock`,
+so several commands racing to start it end with exactly one server; a pid file or socket left
+by a crashed server is detected and removed before a new start.
+
+A live server process never gets a twin: if our server's process is alive — found by its pid
+file or, without one, by a process whose command line names our socket — but does not answer
+(stopped with SIGSTOP, hung, overloaded), starting fails fast with `ServerNotAnswering` instead
+of starting a second server on the same socket and AOF. `stop(force=True)` ends such a server
+with SIGTERM (+SIGCONT), then SIGKILL.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import fcntl
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,13 +32,17 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from forge.errors import ServerError
+from forge.errors import ServerError, ServerNotAnswering
+from forge.private_files import private_directory, private_subdirectory
 
 __all__ = ["EmbeddedServer", "ServerStatus", "find_server_binary"]
 
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 15.0
+_ANSWER_TIMEOUT = 5.0  # how long a live but silent server may take to answer before we give up
+_PROBE_TIMEOUT = 1.0  # one PING
+_SERVER_NAMES = frozenset({"valkey-server", "redis-server"})
 
 
 def find_server_binary() -> Path:
@@ -60,6 +72,7 @@ class ServerStatus:
     version: str | None = None
     started_at: float | None = None
     stale: bool = False
+    answering: bool = False
 
 
 class EmbeddedServer:
@@ -94,61 +107,99 @@ class EmbeddedServer:
         except (OSError, ValueError):
             return None
 
+    def _is_ours(self, proc: psutil.Process) -> bool:
+        """Whether a live process is our server: a server binary whose command line names our
+        config file or socket (valkey shows `unixsocket:<path>` as its title)."""
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE or proc.name() not in _SERVER_NAMES:
+                return False
+            cmdline = proc.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return False
+        socket, conf = str(self.socket), str(self.conffile)
+        return any(
+            part in (socket, conf) or part.endswith(f":{socket}") or part.endswith(f" {conf}")
+            for part in cmdline
+        )
+
     def _our_process(self, pid: int) -> psutil.Process | None:
         """The server process with this pid, if it is really ours (not a reused pid)."""
         try:
             proc = psutil.Process(pid)
-            cmdline = proc.cmdline()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        except psutil.NoSuchProcess:
             return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        if any(str(self.conffile) in part for part in cmdline) or any(
-            str(self.socket) in part for part in cmdline
-        ):
-            return proc
-        return None
+        return proc if self._is_ours(proc) else None
 
-    def _answers(self) -> bool:
-        if not self.socket.exists():
-            return False
-        try:
-            with contextlib.closing(self.client(timeout=1.0, retries=0)) as conn:
-                return bool(conn.ping())
-        except (redis.RedisError, OSError):
-            return False
-
-    def status(self) -> ServerStatus:
+    def live_process(self) -> psutil.Process | None:
+        """Our server's live process, answering or not: the pid file's, else (a pid file lost
+        or overwritten) any server process whose command line names our socket."""
         pid = self._read_pid()
         proc = self._our_process(pid) if pid else None
-        running = proc is not None and self._answers()
+        if proc is not None:
+            return proc
+        for candidate in psutil.process_iter():
+            if candidate.pid != pid and self._is_ours(candidate):
+                return candidate
+        return None
+
+    def _probe(self, timeout: float = _PROBE_TIMEOUT) -> str:
+        """One PING: "answers", "loading" (alive, reading its AOF) or "silent"."""
+        if not self.socket.exists():
+            return "silent"
+        try:
+            with contextlib.closing(self.client(timeout=timeout, retries=0)) as conn:
+                return "answers" if conn.ping() else "silent"
+        except redis.BusyLoadingError:
+            return "loading"
+        except (redis.RedisError, OSError):
+            return "silent"
+
+    def _answers(self, timeout: float = _PROBE_TIMEOUT) -> bool:
+        return self._probe(timeout) == "answers"
+
+    def not_answering(self, pid: int) -> ServerNotAnswering:
+        return ServerNotAnswering(
+            f"the embedded server (pid {pid}) is not answering on {self.socket} "
+            "(stopped or overloaded); retry, or `forge server stop --force`"
+        )
+
+    def status(self) -> ServerStatus:
+        proc = self.live_process()
+        answering = proc is not None and self._answers()
         version = None
-        if running:
-            with contextlib.closing(self.client()) as conn:
+        if answering:
+            with (
+                contextlib.suppress(redis.RedisError, OSError),
+                contextlib.closing(self.client(timeout=_PROBE_TIMEOUT, retries=0)) as conn,
+            ):
                 info = conn.info("server")
-            version = str(info.get("valkey_version") or info.get("redis_version") or "")
-        stale = not running and (self.pidfile.exists() or self.socket.exists())
+                version = str(info.get("valkey_version") or info.get("redis_version") or "")
+        binary = started_at = None
+        if proc is not None:
+            with contextlib.suppress(psutil.Error):
+                binary, started_at = str(proc.exe()), proc.create_time()
         return ServerStatus(
-            running=running,
-            pid=pid if running else None,
+            running=proc is not None,
+            pid=proc.pid if proc is not None else None,
             socket=self.socket,
             directory=self.directory,
-            binary=str(proc.exe()) if running and proc is not None else None,
+            binary=binary,
             version=version,
-            started_at=proc.create_time() if running and proc is not None else None,
-            stale=stale,
+            started_at=started_at,
+            stale=proc is None and (self.pidfile.exists() or self.socket.exists()),
+            answering=answering,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _start_lock(self) -> Iterator[None]:
-        with open(self.lockfile, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        fd = os.open(self.lockfile, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _prepare_directory(self) -> None:
         if len(str(self.socket)) > _SOCKET_PATH_MAX:
@@ -156,12 +207,11 @@ class EmbeddedServer:
                 f"FORGE_HOME is too deep for a unix socket ({len(str(self.socket))} > "
                 f"{_SOCKET_PATH_MAX} characters): {self.socket}; choose a shorter FORGE_HOME"
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
+        private_directory(self.directory.parent)
+        private_subdirectory(self.directory)
 
     def _clean_stale(self) -> None:
-        pid = self._read_pid()
-        if pid and self._our_process(pid):
+        if self.live_process() is not None:
             return
         for leftover in (self.pidfile, self.socket):
             with contextlib.suppress(FileNotFoundError):
@@ -189,14 +239,22 @@ class EmbeddedServer:
         )
         os.chmod(self.conffile, 0o600)
 
-    def ensure_running(self) -> bool:
-        """Start the server unless it already runs; True when this call started it."""
+    def ensure_running(self, answer_timeout: float = _ANSWER_TIMEOUT) -> bool:
+        """Start the server unless it already runs; True when this call started it.
+
+        Raises ServerNotAnswering if our server's process is alive but gives no answer within
+        `answer_timeout` seconds: a second server is never started beside a live one.
+        """
         self._prepare_directory()
-        if self._answers() and (pid := self._read_pid()) and self._our_process(pid):
+        if (
+            self._answers(min(_PROBE_TIMEOUT, answer_timeout))
+            and (pid := self._read_pid())
+            and self._our_process(pid)
+        ):
             return False
         with self._start_lock():
-            pid = self._read_pid()
-            if pid and self._our_process(pid) and self._wait_answers(_START_TIMEOUT):
+            proc = self.live_process()
+            if proc is not None and self._await_answer(proc, answer_timeout):
                 return False
             self._clean_stale()
             self._write_config()
@@ -207,11 +265,32 @@ class EmbeddedServer:
                 text=True,
                 timeout=_START_TIMEOUT,
                 check=False,
+                umask=0o077,  # its log, AOF directory and files: private
             )
             if result.returncode != 0 or not self._wait_answers(_START_TIMEOUT):
                 tail = self._log_tail() or result.stderr.strip() or result.stdout.strip()
                 raise ServerError(f"embedded server did not start: {tail or 'no output'}")
             return True
+
+    def _await_answer(self, proc: psutil.Process, timeout: float) -> bool:
+        """Wait for a live server to answer: True once it does, False if it exits meanwhile;
+        raises ServerNotAnswering if it stays silent for `timeout` seconds (a server loading
+        its AOF is given the start timeout)."""
+        started = time.monotonic()
+        deadline = started + timeout
+        delay = 0.005
+        while self._is_ours(proc):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self.not_answering(proc.pid)
+            probe = self._probe(min(_PROBE_TIMEOUT, remaining))
+            if probe == "answers":
+                return True
+            if probe == "loading":
+                deadline = max(deadline, started + _START_TIMEOUT)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return False
 
     def _wait_answers(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -230,23 +309,39 @@ class EmbeddedServer:
             return ""
         return lines[-1] if lines else ""
 
-    def stop(self) -> bool:
-        """Stop the server (AOF is flushed by SHUTDOWN); True when one was running."""
+    def stop(self, force: bool = False, answer_timeout: float = _ANSWER_TIMEOUT) -> bool:
+        """Stop the server (AOF is flushed by SHUTDOWN); True when one was running.
+
+        A server that does not answer is left alone (ServerNotAnswering) unless `force`: then
+        it gets SIGTERM and SIGCONT (a stopped process acts on no signal but SIGKILL until it is
+        continued; on SIGTERM valkey flushes its AOF and exits), then SIGKILL.
+        """
         if not self.directory.exists():
             return False
         with self._start_lock():
-            pid = self._read_pid()
-            proc = self._our_process(pid) if pid else None
+            proc = self.live_process()
             if proc is None:
                 self._clean_stale()
                 return False
-            with (
-                contextlib.suppress(redis.RedisError, OSError),
-                contextlib.closing(self.client()) as conn,
-            ):
-                conn.shutdown(nosave=False)
+            try:
+                answered = self._await_answer(proc, answer_timeout)
+            except ServerNotAnswering:
+                if not force:
+                    raise
+                answered = False
+            if answered:
+                with (
+                    contextlib.suppress(redis.RedisError, OSError),
+                    contextlib.closing(self.client(timeout=_STOP_TIMEOUT, retries=0)) as conn,
+                ):
+                    conn.shutdown(nosave=False)
+            else:
+                with contextlib.suppress(psutil.Error):
+                    proc.send_signal(signal.SIGTERM)
+                    proc.send_signal(signal.SIGCONT)
             if not _wait_gone(proc, _STOP_TIMEOUT):
-                proc.kill()
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
                 _wait_gone(proc, _STOP_TIMEOUT)
             self._clean_stale()
             return True

@@ -34,6 +34,14 @@ def _render(state: ServerStatus) -> str:
     since = dt.datetime.fromtimestamp(state.started_at or 0, tz=dt.UTC).isoformat(
         timespec="seconds"
     )
+    if not state.answering:
+        return "\n".join(
+            [
+                f"embedded server: running, not answering (pid {state.pid}, since {since})",
+                "it is stopped or overloaded; retry, or `forge server stop --force`",
+                f"socket: {state.socket}",
+            ]
+        )
     return "\n".join(
         [
             f"embedded server: running (pid {state.pid}, since {since})",
@@ -48,10 +56,10 @@ def _render(state: ServerStatus) -> str:
 @json_option
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Tell whether the embedded server runs, and where."""
+    """Tell whether the embedded server runs and answers, and where (exit 1 unless it does)."""
     state = _embedded(app).status()
     echo_data(state, as_json, _render)
-    if not state.running:
+    if not state.answering:
         raise click.exceptions.Exit(1)
 
 
@@ -61,14 +69,19 @@ def start(app: App) -> None:
     """Start the embedded server (does nothing if it already runs)."""
     embedded = _embedded(app)
     find_server_binary()
-    started = embedded.ensure_running()
+    started = embedded.ensure_running(app.settings.redis.connect_timeout)
     connect(app.settings).close()
     click.echo(("started" if started else "already running") + f": {embedded.url}")
 
 
 @server.command("stop")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also stop a server that does not answer: SIGTERM (and SIGCONT), then SIGKILL.",
+)
 @pass_app
-def stop(app: App) -> None:
+def stop(app: App, force: bool) -> None:
     """Stop the embedded server; its data stays on disk (AOF)."""
-    stopped = _embedded(app).stop()
+    stopped = _embedded(app).stop(force=force, answer_timeout=app.settings.redis.connect_timeout)
     click.echo("stopped" if stopped else "not running")
