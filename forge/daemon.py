@@ -37,6 +37,7 @@ from events.store import EventStore, redis_errors
 from forge.daemon_process import DaemonFiles, PidRecord, hold_lock, process_create_time
 from forge.errors import ForgeError
 from forge.log import get_logger
+from forge.private_files import private_directory, write_private
 from forge.runtimes import available_runtimes, get_runtime
 from forge.runtimes.workspace import GitWorkspaces
 from forge.settings import Settings, environment
@@ -100,8 +101,8 @@ def node_id(files: DaemonFiles) -> str:
         return files.nodefile.read_text().strip()
     except FileNotFoundError:
         made = f"{socket.gethostname().split('.')[0]}-{secrets.token_hex(3)}"
-        files.home.mkdir(parents=True, exist_ok=True)
-        files.nodefile.write_text(made + "\n")
+        private_directory(files.home)
+        write_private(files.nodefile, f"{made}\n".encode())
         return made
 
 

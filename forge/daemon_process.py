@@ -4,7 +4,8 @@ waiting for it to exit.
 Files under `$FORGE_HOME`: `daemon.lock` (an exclusive `flock` held for the daemon's whole life,
 so a second daemon on the same home is refused and a crashed one releases it with its death),
 `daemon.pid` (JSON: pid, the process's create time — a reused pid is never taken for the daemon
-—, start time, node id, namespace) and `daemon.log` (its output, JSON lines).
+—, start time, node id, namespace) and `daemon.log` (its output, JSON lines); all 0600, and the
+home 0700 when Forge creates it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import msgspec
 import psutil
 
 from forge.errors import DaemonError
+from forge.private_files import open_private_append, private_directory, write_private
 
 __all__ = [
     "DaemonFiles",
@@ -64,7 +66,7 @@ class DaemonFiles:
 
     def write(self, record: PidRecord) -> None:
         tmp = self.pidfile.with_suffix(".pid.tmp")
-        tmp.write_bytes(msgspec.json.encode(record))
+        write_private(tmp, msgspec.json.encode(record))
         tmp.replace(self.pidfile)
 
     def remove(self, record: PidRecord) -> None:
@@ -106,7 +108,7 @@ def process_create_time(pid: int) -> float:
 @contextlib.contextmanager
 def hold_lock(files: DaemonFiles) -> Iterator[None]:
     """Hold the daemon lock of this home; raises DaemonError if another process holds it."""
-    files.home.mkdir(parents=True, exist_ok=True)
+    private_directory(files.home)
     fd = os.open(files.lockfile, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -125,8 +127,8 @@ def spawn_background(
 ) -> PidRecord:
     """Start `argv` (a foreground daemon) detached, its output appended to `daemon.log`, and
     wait until it has written its pid file; raises DaemonError if it exits first."""
-    files.home.mkdir(parents=True, exist_ok=True)
-    with open(files.logfile, "ab") as log:
+    private_directory(files.home)
+    with open_private_append(files.logfile) as log:
         offset = log.tell()
         proc = subprocess.Popen(
             argv,

@@ -54,4 +54,5 @@ def write_private(path: str | Path, data: bytes) -> None:
 def open_private_append(path: str | Path) -> BinaryIO:
     """`path` opened for appending in binary mode, created as a 0600 file if missing."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # a file made by an older Forge: tighten it
     return os.fdopen(fd, "ab")

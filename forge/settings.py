@@ -34,8 +34,12 @@ __all__ = [
     "validate_file",
 ]
 
-Positive = Annotated[float, msgspec.Meta(gt=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+MAX_SECONDS = 30 * 24 * 3600.0  # a month: longer waits overflow the clocks they reach
+MAX_CONFIG_BYTES = 1024 * 1024  # a longer settings file (or /dev/zero) is refused unread
+
+# Bounded above, so `inf` and `nan` (valid TOML floats) are refused too.
+Positive = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 
 
@@ -57,7 +61,7 @@ class OrchestratorSettings(_Section, kw_only=True, frozen=True, forbid_unknown_f
     idle_agent_timeout: Positive = 300.0
     shutdown_grace: NonNegative = 30.0
     snapshot_every: Count = 1000
-    fleet_budget_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    fleet_budget_usd: Annotated[float, msgspec.Meta(ge=0, le=1e12)] | None = None
 
 
 class BreakerSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -69,7 +73,7 @@ class BreakerSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields
 class RetrySettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
     max_attempts: Count = 3
     base_delay: NonNegative = 1.0
-    multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1, le=1000)] = 2.0
     max_delay: NonNegative = 300.0
     jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
 
@@ -176,17 +180,23 @@ def secret_values(settings: Settings, environ: Mapping[str, str] | None = None) 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([f"file not found: {path}"]) from None
     except UnicodeDecodeError as e:
         raise ConfigError([f"not UTF-8 text (byte {e.start})"], str(path)) from None
     except OSError as e:
         raise ConfigError([f"cannot read {path}: {e.strerror}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"over the limit of {MAX_CONFIG_BYTES // 1024} KiB"], str(path))
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"not valid TOML: {e}"], str(path)) from None
+    except RecursionError:
+        raise ConfigError(["nested too deeply"], str(path)) from None
 
 
 def _env_layer(environ: Mapping[str, str]) -> dict[str, str]:
@@ -223,7 +233,7 @@ def _check(
     merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     for key, value in raw.items():
         if key not in SECTIONS:
-            problems.append(f"{key}: unknown section (expected one of {', '.join(SECTIONS)})")
+            problems.append(f"{_key(key)}: unknown section (expected one of {', '.join(SECTIONS)})")
         elif not isinstance(value, dict):
             problems.append(f"{key}: expected a table, got {type(value).__name__}")
         else:
@@ -239,17 +249,41 @@ def _check(
         for name, (value, strict) in merged[section].items():
             path = f"{section}.{name}"
             if name not in fields:
-                problems.append(f"{path}: unknown setting")
+                problems.append(f"{section}.{_key(name)}: unknown setting")
                 continue
             candidate = value if strict else _coerce_text(value, fields[name])
             try:
                 values[name] = msgspec.convert(candidate, fields[name], strict=strict)
-            except msgspec.ValidationError as e:
-                shown = redact_value(value, name)
-                problems.append(f"{path}: {e} (got {shown!r})")
+            except (msgspec.ValidationError, RecursionError) as e:
+                shown = _shown(redact_value(value, name))
+                reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+                problems.append(f"{path}: {reason} (got {shown})")
+                continue
+            if _has_nul(values[name]):
+                problems.append(f"{path}: contains a NUL byte")
         built[section] = values
     problems.extend(_check_relations(built))
     return built, problems
+
+
+def _key(name: str) -> str:
+    """A key of the file as typed, or quoted when it holds anything but printable text."""
+    return name if name.isprintable() and len(name) <= 64 else repr(name[:64])
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    return isinstance(value, list) and any(_has_nul(v) for v in value)
+
+
+def _shown(value: Any) -> str:
+    """A rejected value for a message: its repr, cut short (a value may be huge or deep)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "a deeply nested value"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_relations(built: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -4,14 +4,19 @@
 The tasks file is TOML: an optional `[defaults]` table and one `[[task]]` table per task, with
 the fields of `TaskRequest`. `name` identifies a task within the file, so that `after` may name
 other tasks of the same file (in any order; a cycle is refused) as well as ids of tasks already
-in the log. `command` is a shell-like string (split with `shlex`, never run by a shell) or an
-array of arguments. Relative `repo` and `cwd` paths are relative to the file's directory.
+in the log. `command` follows Docker's convention: a string is run by `/bin/sh -c STRING` (the
+shell form, stored as that argv), an array is exec'd as given (the exec form). Relative `repo`
+and `cwd` paths are relative to the file's directory.
+
+Everything enters the log through `build_definition`, which refuses what an agent could not run
+or a reader could not bear: NUL bytes, malformed environment names, non-finite or absurd
+numbers, and oversized text (sizes are checked before any parsing).
 """
 
 from __future__ import annotations
 
+import math
 import secrets
-import shlex
 import time
 import tomllib
 from collections.abc import Sequence
@@ -29,11 +34,15 @@ from forge.runtimes.workspace import is_git_repository
 from forge.settings import Settings
 
 __all__ = [
+    "MAX_ARG_BYTES",
     "MAX_PROMPT_BYTES",
+    "MAX_TASKS_FILE_BYTES",
+    "SHELL",
     "PlannedTask",
     "TaskRequest",
     "TasksFile",
     "build_definition",
+    "check_text",
     "new_task_id",
     "plan",
     "read_tasks_file",
@@ -42,6 +51,21 @@ __all__ = [
 
 MAX_PROMPT_BYTES = 256 * 1024
 """The largest prompt (or command, all arguments together) accepted, in UTF-8 bytes."""
+
+MAX_ARG_BYTES = 128 * 1024 - 1
+"""The largest single argument or `NAME=VALUE` environment entry: the kernel refuses longer
+ones to `execve` (MAX_ARG_STRLEN, 128 KiB with the terminating NUL)."""
+
+MAX_TASKS_FILE_BYTES = 16 * 1024 * 1024
+"""The largest tasks file read; a longer one (or `/dev/zero`) is refused before parsing."""
+
+MAX_FIELD_BYTES = 4096  # a name, tag, path, model, runtime, idempotency key or `after` entry
+MAX_ENTRIES = 1000  # tags, `after` entries or environment variables of one task
+MAX_TIMEOUT = 30 * 24 * 3600.0  # seconds: a month per attempt
+MAX_BUDGET_USD = 1_000_000.0
+
+SHELL = "/bin/sh"
+"""The shell that runs a command given as one string (`SHELL -c STRING`)."""
 
 
 class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -92,23 +116,27 @@ def new_task_id() -> str:
 def read_tasks_file(path: Path) -> list[TaskRequest]:
     """The tasks of a TOML tasks file, defaults applied; raises InvalidTask on any problem."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_TASKS_FILE_BYTES + 1)
     except FileNotFoundError:
         raise InvalidTask(f"{path}: no such file") from None
     except OSError as e:
         raise InvalidTask(f"{path}: cannot read: {e.strerror}") from None
+    if len(data) > MAX_TASKS_FILE_BYTES:
+        raise InvalidTask(f"{path}: over the limit of {MAX_TASKS_FILE_BYTES // 2**20} MiB")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InvalidTask(f"{path}: not UTF-8 text (invalid byte at offset {e.start})") from None
     try:
         raw = tomllib.loads(text)
+        parsed = msgspec.convert(raw, TasksFile)
     except tomllib.TOMLDecodeError as e:
         raise InvalidTask(f"{path}: not valid TOML: {e}") from None
-    try:
-        parsed = msgspec.convert(raw, TasksFile)
     except msgspec.ValidationError as e:
         raise InvalidTask(f"{path}: {e}") from None
+    except RecursionError:
+        raise InvalidTask(f"{path}: nested too deeply") from None
     if not parsed.task:
         raise InvalidTask(f"{path}: no [[task]] tables")
     if parsed.defaults.name or parsed.defaults.idempotency_key:
@@ -125,7 +153,7 @@ def _with_defaults(task: TaskRequest, defaults: TaskRequest, base: Path) -> Task
             value = getattr(defaults, field)
         merged[field] = value
     for field in ("repo", "cwd"):
-        if merged[field] is not None:
+        if merged[field] is not None and "\0" not in merged[field]:  # refused later, one line
             merged[field] = str(base / Path(merged[field]).expanduser())
     return TaskRequest(**merged)
 
@@ -133,53 +161,108 @@ def _with_defaults(task: TaskRequest, defaults: TaskRequest, base: Path) -> Task
 # -- validating ------------------------------------------------------------------------------
 
 
-def _utf8_size(text: str, what: str) -> int:
+def _text(value: str, what: str, limit: int) -> int:
+    """The UTF-8 size of `value`; raises InvalidTask if it is over `limit`, not encodable or
+    holds a NUL byte (no process could receive it). The length is checked before anything else,
+    so a huge value is refused at once."""
+    if len(value) > limit:
+        raise InvalidTask(f"{what} is {len(value)} characters; the limit is {_size(limit)}")
     try:
-        return len(text.encode("utf-8"))
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidTask(f"{what} is not valid UTF-8 text") from None
+    if size > limit:
+        raise InvalidTask(f"{what} is {size} bytes; the limit is {_size(limit)}")
+    if "\0" in value:
+        raise InvalidTask(f"{what} contains a NUL byte")
+    return size
+
+
+def _size(limit: int) -> str:
+    return f"{(limit + 1) // 1024} KiB" if limit >= 1023 else f"{limit} bytes"
+
+
+def _entries(values: Sequence[Any] | dict[str, str], what: str) -> None:
+    if len(values) > MAX_ENTRIES:
+        raise InvalidTask(f"{what} has {len(values)} entries; the limit is {MAX_ENTRIES}")
+
+
+def check_text(request: TaskRequest, where: str = "") -> None:
+    """Refuse oversized, non-UTF-8 or NUL-holding text anywhere in `request`, and malformed
+    environment entries; raises InvalidTask."""
+    if request.prompt is not None:
+        _text(request.prompt, f"{where}prompt", MAX_PROMPT_BYTES)
+    if isinstance(request.command, str):
+        _text(request.command, f"{where}command", MAX_ARG_BYTES)
+    elif request.command is not None:
+        _entries(request.command, f"{where}command")
+        total = 0
+        for arg in request.command:
+            total += _text(arg, f"{where}an argument of the command", MAX_ARG_BYTES)
+            if total > MAX_PROMPT_BYTES:
+                raise InvalidTask(f"{where}command is over 256 KiB in all; the limit is 256 KiB")
+    for field in ("name", "runtime", "model", "repo", "cwd", "idempotency_key"):
+        value = getattr(request, field)
+        if value is not None:
+            _text(value, f"{where}{field}", MAX_FIELD_BYTES)
+    for field in ("tags", "after"):
+        values = getattr(request, field)
+        _entries(values, f"{where}{field}")
+        for value in values:
+            _text(value, f"{where}an entry of {field}", MAX_FIELD_BYTES)
+    _entries(request.env, f"{where}env")
+    total = 0
+    for name, value in request.env.items():
+        _text(name, f"{where}env name {name[:40]!r}", MAX_FIELD_BYTES)
+        if not name or "=" in name:
+            raise InvalidTask(f"{where}env name {name!r} is empty or contains '='")
+        total += _text(value, f"{where}env {name}", MAX_ARG_BYTES - len(name) - 1)
+        if total > MAX_PROMPT_BYTES:
+            raise InvalidTask(f"{where}env is over 256 KiB in all; the limit is 256 KiB")
+
+
+def _number(value: float | None, what: str, low: float, high: float, open_low: bool) -> None:
+    if value is None:
+        return
+    too_low = value <= low if open_low else value < low
+    if not math.isfinite(value) or too_low or value > high:
+        bound = ">" if open_low else ">="
+        raise InvalidTask(f"{what} must be a number {bound} {low:g} and <= {high:g} (got {value})")
 
 
 def _command(value: str | list[str] | None, where: str) -> list[str] | None:
+    """The argv to run: a string is the shell form (`SHELL -c STRING`), a list the exec form."""
     if value is None:
         return None
     if isinstance(value, str):
-        _utf8_size(value, f"{where}command")
-        try:
-            argv = shlex.split(value)
-        except ValueError as e:
-            raise InvalidTask(f"{where}command {value!r}: {e}") from None
-    else:
-        argv = list(value)
-    if not argv or not argv[0]:
+        if not value.strip():
+            raise InvalidTask(f"{where}command is empty")
+        return [SHELL, "-c", value]
+    if not value or not value[0]:
         raise InvalidTask(f"{where}command is empty")
-    size = sum(_utf8_size(arg, f"{where}command") for arg in argv)
-    if size > MAX_PROMPT_BYTES:
-        raise InvalidTask(f"{where}command is {size} bytes; the limit is 256 KiB")
-    return argv
+    return list(value)
 
 
 def _directory(value: str | None, what: str, where: str) -> str | None:
     if value is None:
         return None
-    path = Path(value).expanduser().resolve()
-    if not path.is_dir():
+    try:
+        path = Path(value).expanduser().resolve()
+        found = path.is_dir()
+    except (OSError, RuntimeError):  # a name too long, a symlink loop
+        found = False
+    if not found:
         raise InvalidTask(f"{where}{what} {value}: no such directory")
     return str(path)
 
 
 def build_definition(request: TaskRequest, settings: Settings, where: str = "") -> TaskDefinition:
     """The validated definition of one request (`where` prefixes every message)."""
+    check_text(request, where)
     command = _command(request.command, where)
     prompt = request.prompt
-    if prompt is not None:
-        size = _utf8_size(prompt, f"{where}prompt")
-        if size > MAX_PROMPT_BYTES:
-            raise InvalidTask(
-                f"{where}prompt is {size} bytes; the limit is {MAX_PROMPT_BYTES // 1024} KiB"
-            )
-        if not prompt.strip():
-            raise InvalidTask(f"{where}prompt is empty")
+    if prompt is not None and not prompt.strip():
+        raise InvalidTask(f"{where}prompt is empty")
     runtime = request.runtime or (
         "shell" if command else "claude" if prompt is not None else settings.runtime.default
     )
@@ -196,10 +279,8 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
     attempts = settings.retry.max_attempts if request.max_attempts is None else request.max_attempts
     if not 1 <= attempts <= 100:
         raise InvalidTask(f"{where}max_attempts {attempts} is not in 1-100")
-    if request.timeout is not None and request.timeout <= 0:
-        raise InvalidTask(f"{where}timeout must be positive")
-    if request.budget_usd is not None and request.budget_usd < 0:
-        raise InvalidTask(f"{where}budget_usd must not be negative")
+    _number(request.timeout, f"{where}timeout", 0, MAX_TIMEOUT, open_low=True)
+    _number(request.budget_usd, f"{where}budget_usd", 0, MAX_BUDGET_USD, open_low=False)
     if any(not tag.strip() for tag in request.tags):
         raise InvalidTask(f"{where}a tag is empty")
     repo = _directory(request.repo, "repo", where)

@@ -42,6 +42,13 @@ class App:
         return self._settings
 
     @property
+    def debug(self) -> bool:
+        """Whether debug logging was asked for (and configured): then an unexpected error's
+        traceback is logged. False while the settings are not loaded, when logging is not
+        configured and a traceback would reach stderr unfiltered."""
+        return self._settings is not None and self._settings.logging.level == "debug"
+
+    @property
     def redis(self) -> redis.Redis:
         if self._redis is None:
             self._redis = connect(self.settings)

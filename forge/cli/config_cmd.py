@@ -9,6 +9,7 @@ import click
 
 from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.errors import ConfigError
+from forge.private_files import private_directory, write_private
 from forge.settings import default_config_text, forge_home, load_settings, validate_file
 
 __all__ = ["config"]
@@ -65,6 +66,6 @@ def init(file: Path | None, force: bool) -> None:
     target = file or forge_home() / "config.toml"
     if target.exists() and not force:
         raise click.ClickException(f"{target} already exists (use --force to overwrite it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(default_config_text())
+    private_directory(target.parent)
+    write_private(target, default_config_text().encode())  # 0600: it may hold redis.password
     click.echo(f"wrote {target}")

@@ -11,6 +11,7 @@ from typing import IO, Any
 import click
 import msgspec
 
+from events.errors import ForgeError
 from events.replay import replay, until_bound
 from events.snapshot import SnapshotStore
 from events.state import FleetState, to_builtins
@@ -30,25 +31,36 @@ def events() -> None:
     """Read, replay, export and verify the event log."""
 
 
+_LAST_SECOND = 253402300799.0  # 9999-12-31T23:59:59Z, the last time ISO 8601 can name
+_MAX_ID_PART = 2**64 - 1  # each half of a stream id is an unsigned 64-bit number
+
+
 def parse_moment(text: str) -> str | float:
     """A stream id (`1700000000000-0`) as is, or a time (ISO 8601, or seconds since the
-    epoch with a decimal point) as seconds since the epoch."""
+    epoch with a decimal point) as seconds since the epoch; raises click.BadParameter for
+    anything else, a negative, infinite or NaN time included."""
     if "-" in text and _STREAM_ID.match(text):
+        if any(int(part) > _MAX_ID_PART for part in text.split("-")):
+            raise click.BadParameter(f"{text[:40]!r}: a stream id's numbers are below 2**64")
         return text
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
+        try:
+            moment = dt.datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.astimezone()
+            seconds = moment.timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise click.BadParameter(
+                f"{text[:40]!r} is neither a stream id (1700000000000-0) nor a time "
+                "(2025-01-31T12:00:00, or seconds since the epoch)"
+            ) from None
+    if not 0 <= seconds <= _LAST_SECOND:  # NaN fails this too
         raise click.BadParameter(
-            f"{text!r} is neither a stream id (1700000000000-0) nor a time "
-            "(2025-01-31T12:00:00, or seconds since the epoch)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.timestamp()
+            f"{text[:40]!r} is not a time between 1970 and 9999 (seconds since the epoch)"
+        )
+    return seconds
 
 
 class _Moment(click.ParamType):  # type: ignore[type-arg]
@@ -167,12 +179,18 @@ def export_cmd(app: App, file: Path, since: str | float | None, until: str | flo
     start = "-" if since is None else (since if isinstance(since, str) else str(int(since * 1000)))
     out: IO[str]
     count = 0
-    with open(file, "w", encoding="utf-8") if str(file) != "-" else _stdout() as out:
-        for entry in entries(app.store, start, until_bound(until)):
-            out.write(
-                msgspec.json.encode({"id": entry.id, **to_builtins(entry.event)}).decode() + "\n"
-            )
-            count += 1
+    store = app.store  # reach the log before creating the file
+    try:
+        with open(file, "w", encoding="utf-8") if str(file) != "-" else _stdout() as out:
+            for entry in entries(store, start, until_bound(until)):
+                out.write(
+                    msgspec.json.encode({"id": entry.id, **to_builtins(entry.event)}).decode()
+                    + "\n"
+                )
+                count += 1
+    except OSError as e:  # a missing directory, a full disk (ENOSPC shows at flush or close)
+        where = "standard output" if str(file) == "-" else str(file)
+        raise ForgeError(f"cannot write {where}: {e.strerror or e}") from None
     if str(file) != "-":
         click.echo(f"exported {count} events to {file}")
 

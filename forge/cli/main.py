@@ -23,11 +23,26 @@ from forge.cli.server_cmd import server
 from forge.cli.status_cmd import status
 from forge.cli.task_cmd import task
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "one_line"]
+
+
+def one_line(text: str) -> str:
+    """`text` made safe to print as one line: line breaks and other control characters (an
+    escape sequence in a task id, a newline in a TOML key) are shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _os_error(e: OSError) -> str:
+    """An OSError as `cannot use FILE: reason` (ENOSPC, EACCES, ENOENT, ...)."""
+    reason = e.strerror or type(e).__name__
+    return f"cannot use {e.filename}: {reason}" if e.filename else reason
 
 
 class ForgeGroup(click.Group):
-    """A group that turns any `ForgeError` into one line on stderr and exit code 1."""
+    """A group that turns any error into one line on stderr and a non-zero exit code: a
+    `ForgeError`, or anything unexpected, is exit 1; a usage error stays exit 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -35,15 +50,24 @@ class ForgeGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except ForgeError as e:
-            raise click.ClickException(redact(str(e))) from None
+            raise click.ClickException(one_line(redact(str(e)))) from None
         except KeyboardInterrupt:
             raise click.Abort from None
         except BrokenPipeError:  # `forge ... | head`: the reader left, which is not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise click.exceptions.Exit(0) from None
+        except OSError as e:  # a disk full, a file that cannot be opened: no bug, one line
+            raise click.ClickException(one_line(redact(_os_error(e)))) from None
+        except RecursionError:
+            raise click.ClickException("input nested too deeply") from None
+        except MemoryError:
+            raise click.ClickException("out of memory") from None
         except Exception as e:  # the last net: a bug must still not print a traceback
-            structlog.get_logger("forge.cli").debug("unexpected error", exc_info=True)
-            raise click.ClickException(redact(f"internal error: {type(e).__name__}: {e}")) from None
+            app = ctx.find_object(App)
+            if app is not None and app.debug:
+                structlog.get_logger("forge.cli").debug("unexpected error", exc_info=True)
+            message = f"internal error: {type(e).__name__}: {e}"
+            raise click.ClickException(one_line(redact(message))) from None
         finally:
             app = ctx.find_object(App)
             if app is not None:

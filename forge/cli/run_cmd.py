@@ -26,7 +26,10 @@ __all__ = ["run"]
 )
 @click.option("--prompt", "prompts", multiple=True, help="A claude task (repeatable).")
 @click.option(
-    "--command", "commands", multiple=True, help="A shell task, shlex-split (repeatable)."
+    "--command",
+    "commands",
+    multiple=True,
+    help="A shell task, run by /bin/sh -c (repeatable: one task each).",
 )
 @click.option("--runtime", help="Runtime of the --prompt/--command tasks.")
 @click.option(

@@ -67,8 +67,8 @@ def _read_prompt(prompt: str | None) -> str | None:
     "-c",
     "command",
     multiple=True,
-    help="The command to run. Once: a shell-like string split with shlex (no shell runs it). "
-    "Repeated: one argument each, taken verbatim.",
+    help="The command to run. Once: a string run by /bin/sh -c (pipes, && and $VAR work). "
+    "Repeated: one argument each, exec'd verbatim with no shell.",
 )
 @click.option("--priority", "-p", type=click.IntRange(1, 5), help="1 (highest) to 5; default 3.")
 @click.option(
@@ -105,6 +105,10 @@ def submit_cmd(
         if prompt is not None or command or any(v not in (None, ()) for v in flags.values()):
             raise click.UsageError("--file cannot be combined with a prompt or other task options")
         requests = read_tasks_file(tasks_file)
+        try:
+            planned = plan(app.store, requests, app.settings)
+        except InvalidTask as e:
+            raise InvalidTask(f"{tasks_file}: {e}") from None
     else:
         if prompt is None and not command:
             raise click.UsageError("give a PROMPT, --command CMD or --file FILE")
@@ -128,7 +132,8 @@ def submit_cmd(
                 idempotency_key=flags["idempotency_key"],
             )
         ]
-    ids = submit(app.store, plan(app.store, requests, app.settings))
+        planned = plan(app.store, requests, app.settings)
+    ids = submit(app.store, planned)
     if as_json:
         echo_data({"task_ids": ids}, True, str)
     else:

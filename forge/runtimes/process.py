@@ -34,6 +34,7 @@ import psutil
 from actors.runtime import FailureClass, Health, Notice, Outcome, ResourceUsage
 from events.redact import redact
 from forge.log import get_logger
+from forge.private_files import private_directory
 from forge.runtimes.logfile import (
     MAX_DELAY,
     MIN_DELAY,
@@ -139,7 +140,7 @@ class ProcessRun:
         """
         log_path = os.path.abspath(log_path)
         status_path = status_path_for(log_path)
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        private_directory(os.path.dirname(log_path))  # 0700: attempt logs may hold anything
         with contextlib.suppress(FileNotFoundError):
             os.unlink(status_path)  # a stale status would end the new run at once
         shim_args = [sys.executable, "-I", "-S", SHIM_PATH, "--status", status_path]

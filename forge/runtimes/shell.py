@@ -1,4 +1,5 @@
-"""The shell runtime: an agent's task is any command (an argv, never a shell string)."""
+"""The shell runtime: an agent's task is any command, an argv exec'd as given (a command
+submitted as one string was stored as `/bin/sh -c STRING`)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ class ShellRuntime(ShimRuntime):
             )
         except OSError as e:  # the shim itself could not start, or the log is not writable
             return CompletedRun(Outcome(ok=False, failure="spawn", reason=f"cannot start: {e}"))
+        except ValueError as e:  # a NUL byte in an argument, from a log older than validation
+            return CompletedRun(Outcome(ok=False, failure="invalid", reason=f"cannot start: {e}"))
         self._track(run)
         return run
 

@@ -232,7 +232,8 @@ class Shim:
             "spawn_error": error,
         }
         tmp = f"{self.opts.status}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             json.dump(report, f)
         os.replace(tmp, self.opts.status)
         if error is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from events.errors import ForgeError
+from forge.private_files import private_directory, private_subdirectory
 
 __all__ = [
     "BRANCH_PREFIX",
@@ -114,7 +115,7 @@ def prepare_worktree(repo: str | Path, task_id: str, root: str | Path) -> Worksp
         return Workspace(repo=repo_top, path=str(path), branch=branch, base=base)
     if path.exists():
         raise WorkspaceError(f"{path} exists and is not this task's worktree")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)  # the checkout git makes inside keeps git's own modes
     if _branch_exists(repo_top, branch):  # a kept branch: carry on from where it was
         _git(repo_top, "worktree", "add", str(path), branch)
         base = _git(repo_top, "merge-base", "HEAD", branch)
@@ -215,6 +216,7 @@ class GitWorkspaces:
         return self.root / f"{_UNSAFE.sub('-', top.name) or 'repo'}-{digest}"
 
     def prepare(self, task_id: str, repo: str) -> tuple[str, str]:
+        private_subdirectory(self.root)
         workspace = prepare_worktree(repo, task_id, self._root_for(repo))
         return workspace.path, workspace.branch
 
