@@ -2,7 +2,8 @@
 
 The log holds the agent's stdout and stderr, merged, exactly as printed except that the values
 of secret environment variables are masked by the shim before they are written. The status
-file (`<log>.status.json`) appears, atomically, when the attempt has ended.
+file (`<log>.status.json`) appears, atomically, when the attempt has ended; until then the
+record file (`<log>.procs.json`) lists the shim's children, to find them should the shim die.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "decode_line",
     "iter_log_lines",
     "read_status",
+    "record_path_for",
     "status_path_for",
 ]
 
@@ -49,6 +51,11 @@ _status_decoder = msgspec.json.Decoder(ExitStatus)
 def status_path_for(log_path: str) -> str:
     """Where the shim reports how the attempt logged at `log_path` ended."""
     return f"{log_path}.status.json"
+
+
+def record_path_for(log_path: str) -> str:
+    """Where the shim lists its children (PID, start ticks) while the attempt runs."""
+    return f"{log_path}.procs.json"
 
 
 def read_status(status_path: str) -> ExitStatus | None:

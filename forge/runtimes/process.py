@@ -4,6 +4,10 @@ Every runtime runs an attempt the same way: `ProcessRun.start` launches the shim
 (`forge/runtimes/shim.py`) in a new session with `posix_spawn`, hands it the command's exact
 environment over a pipe, and returns a `RunHandle`. The shim's (PID, process create_time) pair
 names the attempt; every probe and signal checks both, so a reused PID is never taken for it.
+An attempt's processes die with it or are adopted, never both: when the shim vanishes without a
+status (`kill -9`), what is left of its tree is killed (`tree.kill_remnants`) before the run
+reports its outcome, before `adopt` reports it gone, and by `terminate` of a run whose shim is
+gone, so that a retry never runs beside the old attempt.
 
 One reader thread per run follows the log file (no inotify: an empty read sleeps 1 ms, doubling
 up to 50 ms), redacts each line, turns it into notices with the `line_handler` hook and hands
@@ -42,6 +46,7 @@ from forge.runtimes.logfile import (
     LineReader,
     decode_line,
     read_status,
+    record_path_for,
     status_path_for,
 )
 from forge.runtimes.outcome import (
@@ -52,7 +57,7 @@ from forge.runtimes.outcome import (
     redact_notice,
     secret_env_names,
 )
-from forge.runtimes.tree import CpuProbe, signal_tree, tree_usage, verified
+from forge.runtimes.tree import CpuProbe, kill_remnants, signal_tree, tree_usage, verified
 
 __all__ = [
     "LineHandler",
@@ -141,9 +146,12 @@ class ProcessRun:
         log_path = os.path.abspath(log_path)
         status_path = status_path_for(log_path)
         private_directory(os.path.dirname(log_path))  # 0700: attempt logs may hold anything
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(status_path)  # a stale status would end the new run at once
+        record_path = record_path_for(log_path)
+        for stale in (status_path, record_path):  # a stale status would end the new run at once
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
         shim_args = [sys.executable, "-I", "-S", SHIM_PATH, "--status", status_path]
+        shim_args += ["--record", record_path]
         shim_args += ["--log", log_path, "--cwd", os.path.abspath(cwd or os.getcwd())]
         shim_args += ["--grace", repr(grace), "--env-stdin"]
         if timeout is not None:
@@ -214,7 +222,9 @@ class ProcessRun:
             if status.pid != pid:
                 return None  # the status of some other shim
         elif verified(pid, create_time) is None:
-            return None  # gone, or the PID now names another process
+            # gone without a status: what is left of its tree must not run beside a retry
+            _kill_remnants(pid, create_time, log_path)
+            return None
         return cls(
             pid,
             create_time,
@@ -310,7 +320,11 @@ class ProcessRun:
             signal_tree(shim, signum)
 
     def _force_kill(self) -> None:
-        self._signal_tree(signal.SIGKILL)  # stopped (paused) processes die too
+        shim = self._shim()
+        if shim is not None:
+            signal_tree(shim, signal.SIGKILL)  # stopped (paused) processes die too
+        elif read_status(self._status_path) is None:  # the shim was killed: kill what it left
+            _kill_remnants(self._pid, self._create_time, self._log_path)
 
     def _deliver(self, lines: list[bytes]) -> None:
         self._last_output = time.monotonic()
@@ -358,13 +372,17 @@ class ProcessRun:
                     next_liveness = now + _LIVENESS_INTERVAL
                     ended, status = self._ended()
                     if ended:
+                        if status is None:  # the shim vanished: its tree goes before the news
+                            _kill_remnants(self._pid, self._create_time, self._log_path)
                         self._finish(status)
                         return
                 if self._idle(delay):
                     next_liveness = 0.0
                 delay = min(delay * 2, MAX_DELAY)
-        except Exception:  # never leave wait() hanging
+        except Exception:  # never leave wait() hanging, nor the attempt running past its end
             _log.exception("runtime.reader_failed", pid=self._pid, log=self._log_path)
+            with contextlib.suppress(Exception):
+                self._force_kill()
             self._finish(status, drain=False)
         finally:
             self._reader.close()
@@ -406,6 +424,12 @@ class ProcessRun:
                     return
                 time.sleep(MIN_DELAY)
         self._is_child = False
+
+
+def _kill_remnants(pid: int, create_time: float, log_path: str) -> None:
+    killed = kill_remnants(pid, create_time, record_path_for(log_path))
+    if killed:
+        _log.warning("runtime.remnants_killed", pid=pid, log=log_path, processes=killed)
 
 
 def find_shim(log_path: str) -> tuple[int, float] | None:

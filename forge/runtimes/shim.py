@@ -1,7 +1,7 @@
 """The shim every attempt runs under: a tiny supervisor that outlives the daemon.
 
-    python -I -S forge/runtimes/shim.py --status STATUS --log LOG [--cwd DIR] [--timeout S]
-        [--grace S] [--mask-env NAME ...] [--env-stdin] -- argv...
+    python -I -S forge/runtimes/shim.py --status STATUS --log LOG [--record FILE] [--cwd DIR]
+        [--timeout S] [--grace S] [--mask-env NAME ...] [--env-stdin] -- argv...
 
 (`python -m forge.runtimes.shim ...` works too.) The daemon starts the shim in a new session,
 so that killing the daemon, even with SIGKILL, neither kills nor SIGPIPEs the agent. The shim:
@@ -11,13 +11,19 @@ so that killing the daemon, even with SIGKILL, neither kills nor SIGPIPEs the ag
   `LC_CTYPE` to its environment, and secrets stay out of the shim's command line), then runs
   `argv` in its own process group with stdin from /dev/null;
 * copies the child's stdout and stderr, merged, to LOG (appending), masking the values of the
-  `--mask-env` variables so that those secrets never reach the disk;
+  `--mask-env` variables and every secret *shape* (`_SHAPES`, the patterns of `events.redact`)
+  so that those secrets never reach the disk;
+* is a child subreaper (Linux): a process of the attempt that daemonizes (double fork, setsid)
+  is reparented to the shim, not to init, and it writes its direct children, as JSON pairs of
+  PID and start time in clock ticks, to `--record` whenever they change, so that the daemon
+  can kill every process of the attempt should the shim itself be killed;
 * stops the child's process group after `--timeout` seconds (SIGTERM, then SIGKILL after
   `--grace`); time the child spends stopped (SIGSTOP) does not count;
 * forwards SIGTERM, SIGINT and SIGHUP it receives to the child's process group;
-* when the child has exited, kills what is left of its process group (background processes
-  must not outlive their attempt) and writes STATUS atomically (temporary file, then rename)
-  as JSON: pid, exit_code, signal, timed_out, stop_signal, started_at, ended_at, spawn_error.
+* when the child has exited, kills what is left of its process group and every process
+  reparented to it (background and daemonized processes must not outlive their attempt) and
+  writes STATUS atomically (temporary file, then rename) as JSON: pid, exit_code, signal,
+  timed_out, stop_signal, started_at, ended_at, spawn_error.
 
 Only the standard library is used: the shim starts with `-I -S` (no site-packages) to start
 fast and to ignore any PYTHON* variable of the agent's environment.
@@ -27,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -42,6 +50,50 @@ _CHUNK = 1 << 16
 _TICK = 0.1  # seconds between checks of the child's state while it is quiet
 _DRAIN_AFTER_EXIT = 1.0  # how long to wait for the pipe's end once the group is killed
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_CLEANUP_TIMEOUT = 5.0  # how long to keep killing what is left once the child has ended
+_MAX_HELD_LINE = 1 << 16  # an unfinished line longer than this is written up to its last blank
+_PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+
+# The secret shapes of `events.redact` (the shim imports nothing outside the standard library);
+# tests/runtimes/test_shim_masking.py pins them equal to that module's patterns.
+URL_USERINFO = r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@"
+KEY_SHAPES = r"\b(sk-ant-[A-Za-z0-9_-]{6,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,})"
+ASSIGNMENT = (
+    r"(?<![A-Za-z0-9_.-])(?P<name>[A-Za-z0-9_.-]*(?:password|passwd|secret|token(?!s)|api[_-]?key)[A-Za-z0-9_]*)"
+    r"(?P<sep>\s*[=:]\s*)(?P<quote>[\"']?)(?P<value>[^\s\"',;&]+)"
+)
+_URL_USERINFO = re.compile(URL_USERINFO.encode())
+_KEY_SHAPES = re.compile(KEY_SHAPES.encode())
+_ASSIGNMENT = re.compile(ASSIGNMENT.encode(), re.IGNORECASE)
+
+
+def mask_shapes(data: bytes) -> bytes:
+    """`data` with every secret shape masked, as `events.redact.redact` masks text."""
+    if not data:
+        return data
+    data = _URL_USERINFO.sub(lambda m: m["scheme"] + m["user"] + b":" + _MASK + b"@", data)
+    data = _KEY_SHAPES.sub(_MASK, data)
+    return _ASSIGNMENT.sub(lambda m: m["name"] + m["sep"] + m["quote"] + _MASK, data)
+
+
+class ShapeMasker:
+    """Mask secret shapes line by line: an unfinished line waits for its end (or a blank)."""
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self._held + data
+        cut = buf.rfind(b"\n") + 1
+        if len(buf) - cut > _MAX_HELD_LINE:  # a very long line: write it up to its last blank
+            blank = max(buf.rfind(b" ", cut), buf.rfind(b"\t", cut))
+            cut = blank + 1 if blank >= 0 else len(buf)
+        self._held = buf[cut:]
+        return mask_shapes(buf[:cut])
+
+    def flush(self) -> bytes:
+        out, self._held = self._held, b""
+        return mask_shapes(out)
 
 
 class Masker:
@@ -95,6 +147,8 @@ class Shim:
         source = env if env is not None else dict(os.environ)
         values = [source[name].encode() for name in opts.mask_env if source.get(name)]
         self.masker = Masker(values)
+        self.shapes = ShapeMasker()
+        self.recorded: list[list[int]] | None = None
 
     def forward(self, signum: int, _frame: FrameType | None) -> None:
         self.stop_signal = signum
@@ -102,6 +156,7 @@ class Shim:
             self._signal_group(signum)
 
     def run(self) -> int:
+        _become_subreaper()
         for signum in _FORWARDED:
             signal.signal(signum, self.forward)
         # any signal, SIGCHLD above all, wakes the select() below at once
@@ -120,6 +175,7 @@ class Shim:
             )
         if self.stop_signal is not None:  # a stop request raced with the spawn
             self._signal_group(self.stop_signal)
+        self._record_children()
         try:
             exit_code, killed_by = self._supervise(log)
         finally:
@@ -166,7 +222,7 @@ class Shim:
             if pipe in ready:
                 data = os.read(pipe, _CHUNK)
                 if data:
-                    _write_all(log, self.masker.feed(data))
+                    _write_all(log, self.shapes.feed(self.masker.feed(data)))
                 else:
                     pipe = None  # closed by every writer; keep supervising the child
             now = time.monotonic()
@@ -176,11 +232,12 @@ class Shim:
             if status is None:
                 status, stopped_since, deadline = self._poll(child.pid, stopped_since, deadline)
                 if status is not None:
-                    # the child is gone: its background processes go with it
+                    # the child is gone: its background and daemonized processes go with it
                     child.returncode = 0  # reaped here; keeps Popen from waiting again
-                    self._signal_group(signal.SIGKILL)
-                    drain_until = now + _DRAIN_AFTER_EXIT
+                    self._kill_leftovers()
+                    drain_until = time.monotonic() + _DRAIN_AFTER_EXIT
                     continue
+                self._record_children()
             elif drain_until is not None and now >= drain_until:
                 break  # a process outside the group holds the pipe open: stop waiting
             if deadline is not None and now >= deadline and stopped_since is None:
@@ -191,7 +248,7 @@ class Shim:
             if kill_at is not None and now >= kill_at:
                 kill_at = None
                 self._signal_group(signal.SIGKILL)
-        _write_all(log, self.masker.flush())
+        _write_all(log, self.shapes.feed(self.masker.flush()) + self.shapes.flush())
         assert status is not None
         if os.WIFSIGNALED(status):
             return None, os.WTERMSIG(status)
@@ -215,6 +272,53 @@ class Shim:
             else:
                 return status, None, deadline
 
+    def _record_children(self) -> None:
+        """Reap ended orphans; write the shim's children (PID, start ticks) when they change."""
+        children: list[list[int]] = []
+        for pid in _children(os.getpid()):
+            fields = _stat(pid)
+            if fields is None:
+                continue
+            if fields[0] == b"Z" and self.child is not None and pid != self.child.pid:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)  # a daemonized process that ended
+                continue
+            children.append([pid, int(fields[19])])
+        children.sort()
+        if self.opts.record is None or children == self.recorded:
+            return
+        tmp = f"{self.opts.record}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(children, f)
+        os.replace(tmp, self.opts.record)
+        self.recorded = children
+
+    def _kill_leftovers(self) -> None:
+        """SIGKILL the child's group and every process reparented to the shim, until none is
+        left (killing one reparents its own children to the shim: the next round gets them)."""
+        deadline = time.monotonic() + _CLEANUP_TIMEOUT
+        own_group = os.getpgrp()
+        while True:
+            self._signal_group(signal.SIGKILL)
+            children = _children(os.getpid())
+            if not children or time.monotonic() >= deadline:
+                return
+            for pid in children:
+                with contextlib.suppress(OSError):
+                    group = os.getpgid(pid)
+                    if group != own_group:
+                        os.killpg(group, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            reaped = False
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0] != 0:
+                    reaped = True
+            if not reaped:  # wait for the next SIGCHLD (or a tick)
+                select.select([self.wakeup], [], [], _TICK)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wakeup, 512)
+
     def _signal_group(self, signum: int) -> None:
         if self.child is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -236,9 +340,45 @@ class Shim:
         with open(fd, "w", encoding="utf-8") as f:
             json.dump(report, f)
         os.replace(tmp, self.opts.status)
+        if self.opts.record is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.opts.record)  # the status says it all now
         if error is not None:
             return 127
         return exit_code if exit_code is not None else 128 + (killed_by or 0)
+
+
+def _become_subreaper() -> None:
+    """Have orphaned descendants reparented to the shim rather than to init (Linux only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat from the state on (state, ppid, ..., [19] start ticks)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def _children(pid: int) -> list[int]:
+    """The PIDs of the children of the (single-threaded) process `pid`."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(child) for child in f.read().split()]
+    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: scan every process
+        pass
+    except OSError:
+        return []
+    children = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (fields := _stat(int(entry))) and int(fields[1]) == pid:
+                children.append(int(entry))
+    return children
 
 
 def _ignore(_signum: int, _frame: FrameType | None) -> None:
@@ -255,6 +395,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="forge-shim", description=__doc__.split("\n")[0])
     parser.add_argument("--status", required=True, help="where to write the exit status (JSON)")
     parser.add_argument("--log", required=True, help="the attempt's log file (appended to)")
+    parser.add_argument("--record", default=None, help="where to list the shim's children")
     parser.add_argument("--cwd", default=None, help="the child's working directory")
     parser.add_argument("--timeout", type=float, default=None, help="seconds before stopping")
     parser.add_argument("--grace", type=float, default=5.0, help="SIGTERM to SIGKILL, seconds")
