@@ -2,10 +2,11 @@
 
 The state comes from replay (snapshot + tail). An attempt that was running is re-adopted if its
 agent process still lives (same PID *and* start time); otherwise the attempt is recorded as
-lost and the task is retried. Agents of the old daemon without a live attempt are recorded as
-terminated. Gaps a crash can leave between two appends are closed: a transient failure with no
-retry decision gets one, a pending task whose dependencies are done is queued, and due retries
-get their timers again. A part of the Orchestrator, kept in its own module.
+lost and the task is retried; one whose start was never recorded but whose agent is found
+by its log file gets its `task.started` first. Agents of the old daemon without a live attempt
+are recorded as terminated. Gaps a crash can leave between two appends are closed: a transient
+failure with no retry decision gets one, a pending task whose dependencies are done is queued,
+and due retries get their timers again. A part of the Orchestrator, kept in its own module.
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ def recover(orch: Orchestrator) -> None:
                 AdoptAttempt(spec=spec, epoch=epoch, pid=task.pid, create_time=task.create_time)
             )
         elif (found := runtime.locate(spec)) is not None:  # started, never recorded
+            pid, create_time = found  # create time 0.0: it ended while nobody watched
+            started = t.TaskStarted(
+                at=now,
+                task_id=task.task_id,
+                attempt=task.attempt,
+                agent_id=task.agent_id,
+                pid=pid,
+                create_time=create_time or None,
+                log_path=spec.log_path,
+            )
+            orch._append([started])  # the history reads claim, started, outcome
             ref.tell(AdoptAttempt(spec=spec, epoch=epoch, pid=found[0], create_time=found[1]))
         else:  # assigned, but its start was never recorded: the attempt is lost
             orch.actor_ref.tell(
