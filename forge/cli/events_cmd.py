@@ -12,6 +12,7 @@ import click
 import msgspec
 
 from events.errors import ForgeError
+from events.redact import redact
 from events.replay import replay, until_bound
 from events.snapshot import SnapshotStore
 from events.state import FleetState, to_builtins
@@ -74,7 +75,8 @@ MOMENT = _Moment()
 
 
 def _line(entry_id: str, event: Any) -> str:
-    return f"{entry_id}  {stamp(event.at)}  {tag_of(event)}  {details(event)}"
+    """One event as people read it, secrets masked."""
+    return redact(f"{entry_id}  {stamp(event.at)}  {tag_of(event)}  {details(event)}")
 
 
 @events.command("tail")

@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterator
 
 import msgspec
 
-from events.redact import redact_value
+from events.redact import redact, redact_value
 from events.store import EventStore, LogEntry
 from events.types import Event, TaskSubmitted
 
@@ -21,9 +21,9 @@ def details(event: Event, skip_task: bool = False) -> str:
     """`name=value` pairs of an event's fields (secrets masked, long values shortened)."""
     if isinstance(event, TaskSubmitted):
         spec = event.spec
-        what = " ".join(spec.command) if spec.command else (spec.prompt or "")
+        what = redact(" ".join(spec.command) if spec.command else (spec.prompt or ""))
         head = "" if skip_task else f"task_id={event.task_id} "
-        return f"{head}runtime={spec.runtime} priority={spec.priority} {what[:80]!r}"
+        return redact(f"{head}runtime={spec.runtime} priority={spec.priority} {what[:80]!r}")
     parts = []
     for name in event.__struct_fields__:
         if name == "at" or (skip_task and name == "task_id"):
@@ -33,7 +33,7 @@ def details(event: Event, skip_task: bool = False) -> str:
             continue
         text = msgspec.json.encode(value).decode() if not isinstance(value, str) else value
         parts.append(f"{name}={text[:80]}")
-    return " ".join(parts)
+    return redact(" ".join(parts))
 
 
 def matches(event: Event, types: Collection[str], task_id: str | None) -> bool:

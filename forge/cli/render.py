@@ -4,6 +4,7 @@ tables (aligned on a TTY, tab-separated otherwise), colours, times and durations
 from __future__ import annotations
 
 import datetime as dt
+import math
 import socket
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import click
 import msgspec
 
+from events.redact import redact
 from events.replay import replay
 from events.state import FleetState, TaskState
 from forge.cli.app import App
@@ -68,8 +70,9 @@ def state_style(state: str) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """An aligned table on a TTY; tab-separated lines (header first) otherwise."""
-    cells = [[str(c) for c in row] for row in rows]
+    """An aligned table on a TTY; tab-separated lines (header first) otherwise; secrets in
+    any cell are masked."""
+    cells = [[redact(str(c)) for c in row] for row in rows]
     if not is_tty():
         return "\n".join("\t".join(r) for r in [list(headers), *cells])
     widths = [len(h) for h in headers]
@@ -86,14 +89,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def stamp(at: float | None) -> str:
-    """A wall-clock time as local ISO 8601 (seconds and milliseconds)."""
+    """A wall-clock time as local ISO 8601 (seconds and milliseconds); a time no calendar
+    can show (NaN, infinite, beyond the year 9999) as its number."""
     if not at:
         return "-"
-    return dt.datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
+    try:
+        return dt.datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return repr(at)
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -104,9 +111,10 @@ def duration(seconds: float | None) -> str:
 
 
 def describe(task: TaskState, width: int = 48) -> str:
-    """A task's name, or its command or prompt, shortened."""
+    """A task's name, or its command or prompt, secrets masked, shortened."""
     d = task.definition
     text = d.name or (" ".join(d.command) if d.command else (d.prompt or "")).replace("\n", " ")
+    text = redact(text)  # before shortening, which could cut a secret out of its shape
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
