@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,7 @@ def _file(tmp: Path, name: str, content: bytes) -> str:
     return str(path)
 
 
-BAD_INPUT = {
+BAD_INPUT: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
     "secret in --env": (
         lambda tmp: ["task", "submit", "-c", "true", "--env", "DEPLOY_TOKEN=abc123xyz"],
         1,
