@@ -19,6 +19,7 @@ from events.redact import is_secret_name, redact_value
 from forge.errors import ConfigError
 
 __all__ = [
+    "NAMESPACE_PATTERN",
     "BreakerSettings",
     "LoggingSettings",
     "OrchestratorSettings",
@@ -37,6 +38,9 @@ __all__ = [
 MAX_SECONDS = 30 * 24 * 3600.0  # a month: longer waits overflow the clocks they reach
 MAX_CONFIG_BYTES = 1024 * 1024  # a longer settings file (or /dev/zero) is refused unread
 
+NAMESPACE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+"""What a log namespace may be: it becomes part of every Redis key."""
+
 # Bounded above, so `inf` and `nan` (valid TOML floats) are refused too.
 Positive = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
@@ -50,7 +54,7 @@ class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 class RedisSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
     url: str | None = None
     password: str | None = None
-    namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "forge"
+    namespace: Annotated[str, msgspec.Meta(pattern=NAMESPACE_PATTERN)] = "forge"
     appendfsync: Literal["always", "everysec"] = "everysec"
     connect_timeout: Positive = 5.0
 

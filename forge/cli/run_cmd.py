@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from pathlib import Path
@@ -15,9 +16,16 @@ from forge.cli.progress import Progress, summary, summary_data
 from forge.daemon import build_runtimes, node_id, orchestrator_config, workspaces
 from forge.daemon_process import DaemonFiles
 from forge.log import configure_logging
+from forge.settings import NAMESPACE_PATTERN
 from forge.submit import TaskRequest, plan, read_tasks_file
 
 __all__ = ["run"]
+
+
+def _namespace(value: str | None) -> str | None:
+    if value is not None and not re.match(NAMESPACE_PATTERN, value):
+        raise click.BadParameter(f"{value[:80]!r} is not 1-64 letters, digits, '_', '.' or '-'")
+    return value
 
 
 @click.command()
@@ -35,7 +43,11 @@ __all__ = ["run"]
 @click.option(
     "--agents", type=click.IntRange(1, 1000), help="Agents at most (default: the settings')."
 )
-@click.option("--namespace", help="Log namespace of the batch (default: a fresh run-… one).")
+@click.option(
+    "--namespace",
+    callback=lambda ctx, param, value: _namespace(value),
+    help="Log namespace of the batch (default: a fresh run-… one).",
+)
 @json_option
 @pass_app
 def run(

@@ -162,6 +162,11 @@ REFUSED: dict[str, tuple[Args, int, str]] = {
         1,
         "cannot write /dev/full: No space left on device",
     ),
+    "a batch namespace with a space": (
+        lambda tmp: ["run", "--namespace", "a b", "--command", "true"],
+        2,
+        "is not 1-64 letters",
+    ),
     "an id with a newline": (
         lambda tmp: ["task", "show", "a\nb"],
         1,
