@@ -126,6 +126,12 @@ CLI_COMMANDS: dict[tuple[str, ...], dict[str, bool]] = {
     ("agent", "pause"): {},
     ("agent", "resume"): {},
     ("config", "validate"): {},
+    ("config", "show"): {"--json": False},
+    ("events", "stats"): {"--json": False},
+    ("events", "verify"): {"--json": False},
+    ("daemon", "status"): {"--json": False},
+    ("daemon", "logs"): {"-n": True},
+    ("status",): {"--json": False},
 }
 
 
@@ -147,7 +153,7 @@ def cli_arguments(draw: st.DrawFn) -> list[str]:
     words = draw(st.sampled_from(sorted(CLI_COMMANDS)))
     options = CLI_COMMANDS[words]
     args = list(words)
-    if words[1] in _NEEDS_ID or (words[1] == "submit" and draw(st.booleans())):
+    if words[-1] in _NEEDS_ID or (words[-1] == "submit" and draw(st.booleans())):
         args.append(draw(cli_values))
     for _ in range(draw(st.integers(0, 4))):
         kind = draw(st.sampled_from(["option"] * 6 + ["positional", "unknown"]))
