@@ -13,10 +13,13 @@ so that killing the daemon, even with SIGKILL, neither kills nor SIGPIPEs the ag
 * copies the child's stdout and stderr, merged, to LOG (appending), masking the values of the
   `--mask-env` variables and every secret *shape* (`_SHAPES`, the patterns of `events.redact`)
   so that those secrets never reach the disk;
-* is a child subreaper (Linux): a process of the attempt that daemonizes (double fork, setsid)
-  is reparented to the shim, not to init, and it writes its direct children, as JSON pairs of
-  PID and start time in clock ticks, to `--record` whenever they change, so that the daemon
-  can kill every process of the attempt should the shim itself be killed;
+* makes itself and the child child subreapers (Linux; the flag survives the child's exec): a
+  process of the attempt that daemonizes (double fork, setsid) is reparented to the command, or
+  to the shim once the command has ended, never to init, so it stays in the attempt's tree;
+  the shim writes its direct children, as JSON pairs of PID and start time in clock ticks, to
+  `--record` whenever they change, so that the daemon can kill every process of the attempt
+  should the shim itself be killed (the command gets no parent-death signal, which would
+  scatter its tree: the daemon kills it, tree and all);
 * stops the child's process group after `--timeout` seconds (SIGTERM, then SIGKILL after
   `--grace`); time the child spends stopped (SIGSTOP) does not count;
 * forwards SIGTERM, SIGINT and SIGHUP it receives to the child's process group;
@@ -62,6 +65,11 @@ ASSIGNMENT = (
     r"(?<![A-Za-z0-9_.-])(?P<name>[A-Za-z0-9_.-]*(?:password|passwd|secret|token(?!s)|api[_-]?key)[A-Za-z0-9_]*)"
     r"(?P<sep>\s*[=:]\s*)(?P<quote>[\"']?)(?P<value>[^\s\"',;&]+)"
 )
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    _LIBC = None
+
 _URL_USERINFO = re.compile(URL_USERINFO.encode())
 _KEY_SHAPES = re.compile(KEY_SHAPES.encode())
 _ASSIGNMENT = re.compile(ASSIGNMENT.encode(), re.IGNORECASE)
@@ -194,6 +202,7 @@ class Shim:
             cwd=cwd,
             env=self.env,
             process_group=0,
+            preexec_fn=_become_subreaper,  # noqa: PLW1509 - the shim has no threads
         )
 
     def _supervise(self, log: int) -> tuple[int | None, int | None]:
@@ -349,9 +358,10 @@ class Shim:
 
 
 def _become_subreaper() -> None:
-    """Have orphaned descendants reparented to the shim rather than to init (Linux only)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    """Have orphaned descendants reparented to this process rather than to init (Linux)."""
+    if _LIBC is not None:
+        with contextlib.suppress(AttributeError):
+            _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def _stat(pid: int) -> list[bytes] | None:

@@ -37,9 +37,16 @@ SCRIPT = (
     "echo main=$$; sleep 30 & echo bg=$!; "
     f'"$PY" -I -c "{_OWN_SESSION}" & echo own=$!; '
     f'"$PY" -I -c "{_DAEMONIZE}"; '
-    "echo ready; sleep 30; wait"
+    "sleep 30 & echo fg=$!; echo ready; wait"
 )
-NAMES = ("main", "bg", "own", "daemon")
+NAMES = ("main", "bg", "own", "daemon", "fg")
+# the same, from a command that first moves to a session of its own (out of the shim's)
+# (a group leader cannot call setsid: it first joins the shim's group); only the shim's record
+# of its children finds such a command once the shim is dead
+LEAVE_SESSION = (
+    "import os, sys; os.setpgid(0, os.getppid()); os.setsid(); "
+    "os.execvp('sh', ['sh', '-c', sys.argv[1]])"
+)
 
 
 @pytest.fixture
@@ -52,14 +59,17 @@ def strays() -> Iterator[list[psutil.Process]]:
             proc.kill()  # psutil checks the create time: never another process
 
 
-def _start(harness: Harness, sink: Collector, strays: list[psutil.Process]) -> ProcessRun:
+def _start(
+    harness: Harness, sink: Collector, strays: list[psutil.Process], own_session: bool = False
+) -> ProcessRun:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PY": sys.executable}
-    handle = harness.run(harness.spec("sh", "-c", SCRIPT, env=env), sink)
+    command = ["sh", "-c", SCRIPT]
+    if own_session:
+        command = [sys.executable, "-I", "-c", LEAVE_SESSION, SCRIPT]
+    handle = harness.run(harness.spec(*command, env=env), sink)
     assert isinstance(handle, ProcessRun)
     sink.wait_for_line(lambda line: line == "ready")
     strays.extend(psutil.Process(_pid_of(sink, name)) for name in NAMES)
-    # the shim lists its children (the daemonized process among them) every tenth of a second
-    wait_until(lambda: strays[3].pid in _recorded(handle))
     return handle
 
 
@@ -87,20 +97,22 @@ def _survivors(procs: list[psutil.Process]) -> list[psutil.Process]:
     return alive
 
 
-def test_the_shim_records_its_children_while_the_attempt_runs(
+def test_a_daemonized_process_stays_in_the_attempts_tree(
     harness: Harness, sink: Collector, strays: list[psutil.Process]
 ) -> None:
     handle = _start(harness, sink, strays)
-    main, _bg, _own, daemon = strays
-    # the daemonized process was reparented to the shim (its subreaper), not to init
-    wait_until(lambda: _recorded(handle) == {main.pid, daemon.pid})
-    assert daemon.ppid() == handle.pid
+    main, _bg, _own, daemon, _fg = strays
+
+    assert daemon.ppid() == main.pid  # the command is its subreaper: not reparented to init
+    wait_until(lambda: _recorded(handle) == {main.pid})  # the shim lists its own children
 
 
+@pytest.mark.parametrize("own_session", [False, True], ids=["shim-session", "own-session"])
 def test_kill_9_of_the_shim_kills_every_process_of_the_attempt_before_it_ends(
-    harness: Harness, sink: Collector, strays: list[psutil.Process]
+    harness: Harness, sink: Collector, strays: list[psutil.Process], own_session: bool
 ) -> None:
-    handle = _start(harness, sink, strays)
+    handle = _start(harness, sink, strays, own_session)
+    wait_until(lambda: strays[0].pid in _recorded(handle))
 
     os.kill(handle.pid, signal.SIGKILL)
     outcome = handle.wait(WAIT)
