@@ -4,10 +4,16 @@
 the orchestrator, which records a new daemon epoch and recovers what an earlier daemon left,
 and begins tailing the log. `Fleet.stop()` is the graceful shutdown: no new assignments,
 running tasks get `grace` seconds, then agents are stopped and a snapshot is written.
+
+When the orchestrator dies (an unexpected error, or the log unreachable for longer than the
+client's timeout), `failure` says why and `detach()` tears the fleet down without touching the
+agents' processes, so that a new Fleet started on the same log re-adopts them: that is how the
+daemon restarts the orchestrator from the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any, cast
@@ -15,7 +21,7 @@ from typing import Any, cast
 import pykka
 
 from actors.clock import Clock, SystemClock
-from actors.messages import ShutdownRequested
+from actors.messages import DetachAgent, ShutdownRequested
 from actors.orchestrator import Orchestrator
 from actors.policy import OrchestratorConfig
 from actors.runtime import RuntimeAdapter, Workspaces
@@ -53,6 +59,10 @@ class Fleet:
         self.tail: LogTail | None = None
         self.orchestrator: pykka.ActorRef[Any] | None = None
         self.report: ReplayReport | None = None
+        self.failure: BaseException | None = None
+        # the orchestrator's children, held here so that they can be detached if it dies
+        self.supervisors: dict[str, pykka.ActorRef[Any]] = {}
+        self.breakers: dict[str, pykka.ActorRef[Any]] = {}
 
     def start(self) -> Fleet:
         state, self.report = replay(self.store, snapshots=self.snapshots)
@@ -66,6 +76,9 @@ class Fleet:
             self.clock,
             checkpoint=self._checkpoint,
             stopped=self.stopped,
+            failed=self._failed,
+            supervisors=self.supervisors,
+            breakers=self.breakers,
             seed=self.seed,
             workspaces=self.workspaces,
         )
@@ -76,6 +89,18 @@ class Fleet:
 
     def _checkpoint(self, state: FleetState) -> None:
         self.snapshots.save(state)
+
+    def _failed(self, error: BaseException) -> None:
+        self.failure = error
+
+    def alive(self) -> bool:
+        """The orchestrator and the tail reader both still run."""
+        return (
+            self.orchestrator is not None
+            and self.orchestrator.is_alive()
+            and self.tail is not None
+            and self.tail.alive()
+        )
 
     def state(self) -> FleetState:
         """A copy of the orchestrator's live state."""
@@ -94,6 +119,26 @@ class Fleet:
             self.orchestrator.tell(ShutdownRequested(grace=wait, reason="shutdown"))
             self.stopped.wait(timeout)
         return self.close()
+
+    def detach(self) -> None:
+        """Tear down after a failure, leaving every attempt's processes running (a new Fleet on
+        the same log re-adopts them)."""
+        if self.tail is not None:
+            self.tail.stop()
+        for ref in list(self.supervisors.values()):
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(DetachAgent())
+            ref.stop(block=True, timeout=_ASK_TIMEOUT)
+        self.supervisors.clear()
+        if self.orchestrator is not None and self.orchestrator.is_alive():
+            self.orchestrator.stop(block=True, timeout=_ASK_TIMEOUT)
+        for ref in list(self.breakers.values()):
+            ref.stop(block=False)
+        self.breakers.clear()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        for runtime in self.runtimes.values():
+            runtime.cleanup()
 
     def close(self) -> bool:
         """Stop the threads and actors without the graceful steps (after `stop`, or a crash)."""

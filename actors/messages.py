@@ -16,6 +16,7 @@ __all__ = [
     "BreakerSuccess",
     "BreakerVerdict",
     "CancelAttempt",
+    "DetachAgent",
     "HealthTick",
     "LogAdvanced",
     "NoticeReceived",
@@ -23,6 +24,7 @@ __all__ = [
     "ResumeAgent",
     "RunAttempt",
     "ShutdownRequested",
+    "SupervisorFailed",
     "Timer",
 ]
 
@@ -115,6 +117,18 @@ class AttemptEnded(msgspec.Struct, frozen=True):
     attempt: int
     epoch: int
     outcome: Outcome
+
+
+class SupervisorFailed(msgspec.Struct, frozen=True):
+    """An agent's supervisor died of an unexpected error; its attempt (if any) was stopped."""
+
+    agent_id: str
+    error: str
+
+
+class DetachAgent(msgspec.Struct, frozen=True):
+    """Stop following the attempt without touching its processes (the orchestrator is being
+    restarted from the log, and the next one re-adopts the attempt)."""
 
 
 # -- breaker ----------------------------------------------------------------------------------

@@ -35,10 +35,12 @@ from actors.messages import (
     ResumeAgent,
     RunAttempt,
     ShutdownRequested,
+    SupervisorFailed,
     Timer,
 )
 from actors.policy import OrchestratorConfig, agent_fits, build_spec
 from actors.runtime import (
+    Outcome,
     RuntimeAdapter,
     Workspaces,
 )
@@ -68,6 +70,9 @@ class Orchestrator(pykka.ThreadingActor):
         checkpoint: Callable[[FleetState], None] | None = None,
         workspaces: Workspaces | None = None,
         stopped: threading.Event | None = None,
+        failed: Callable[[BaseException], None] | None = None,
+        supervisors: dict[str, pykka.ActorRef[Any]] | None = None,
+        breakers: dict[str, pykka.ActorRef[Any]] | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -80,10 +85,15 @@ class Orchestrator(pykka.ThreadingActor):
         self.checkpoint = checkpoint
         self.workspaces = workspaces
         self.stopped = stopped or threading.Event()
+        self.failed = failed
         self.rng = random.Random(seed)
         self.epoch = 0
-        self.supervisors: dict[str, pykka.ActorRef[Any]] = {}
-        self.breakers: dict[str, pykka.ActorRef[Any]] = {}
+        # owned by whoever started us (the Fleet), so that it can still reach the supervisors
+        # to detach them if this actor dies
+        self.supervisors: dict[str, pykka.ActorRef[Any]] = (
+            {} if supervisors is None else supervisors
+        )
+        self.breakers: dict[str, pykka.ActorRef[Any]] = {} if breakers is None else breakers
         self.trials: dict[str, set[str]] = {}  # half-open breaker -> tasks on trial
         self.idle_timers: set[str] = set()  # agents with an idle check pending
         self.stopping = False
@@ -115,7 +125,9 @@ class Orchestrator(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case LogAdvanced(last_id=last_id, after=after, entries=entries):
-                if _stream_key(last_id) <= _stream_key(self.state.position):
+                if not last_id:
+                    self._catch_up()  # the tail could not tell how far the log goes
+                elif _stream_key(last_id) <= _stream_key(self.state.position):
                     pass  # our own appends, applied already
                 elif after == self.state.position and entries:
                     for entry_id, event in entries:
@@ -138,6 +150,8 @@ class Orchestrator(pykka.ThreadingActor):
                 reports.timer(self, kind, key)
             case ShutdownRequested(grace=grace, reason=reason):
                 terminal.shutdown(self, grace, reason)
+            case SupervisorFailed(agent_id=agent_id, error=error):
+                self._supervisor_lost(agent_id, f"agent supervisor failed: {error}")
             case "state":
                 return self.state.copy()
             case "position":
@@ -151,6 +165,8 @@ class Orchestrator(pykka.ThreadingActor):
 
     def on_failure(self, *args: Any) -> None:
         self.log.error("orchestrator failed", exc_info=args)
+        if self.failed is not None:
+            self.failed(args[1])
         self.stopped.set()
 
     # -- the log ----------------------------------------------------------------------------
@@ -170,10 +186,23 @@ class Orchestrator(pykka.ThreadingActor):
         try:
             prev, ids = self.store.append_if_after(task_id, expect, event, *extra)
         except TaskConflict as conflict:
-            self.log.info("conditional append refused", task_id=task_id, reason=str(conflict))
             self._catch_up()
+            if conflict.current is None and self._adopt_into_index(task_id):
+                return self._append_if(task_id, expect, event, *extra)
+            self.log.info("conditional append refused", task_id=task_id, reason=str(conflict))
             return False
         self._absorb(prev, [event, *extra], ids)
+        return True
+
+    def _adopt_into_index(self, task_id: str) -> bool:
+        """A task the log knows and the index does not (appended without the append script):
+        derive its index entry from the log (which we have just caught up with), once."""
+        task = self.state.tasks.get(task_id)
+        if task is None or not self.store.adopt_into_index(
+            task_id, task.state, task.attempt, task.epoch
+        ):
+            return False
+        self.log.warning("task missing from the index: entry derived from the log", task_id=task_id)
         return True
 
     def _absorb(self, prev: str, events: Sequence[t.Event], ids: list[str]) -> None:
@@ -342,7 +371,7 @@ class Orchestrator(pykka.ThreadingActor):
         ):
             self.trials.setdefault(name, set()).add(task.task_id)
         spec = build_spec(task, attempt, self.config)
-        self.supervisors[agent_id].tell(RunAttempt(spec=spec, epoch=self.epoch))
+        self.tell_agent(agent_id, RunAttempt(spec=spec, epoch=self.epoch))
         return True
 
     def _spawn(self, runtime: str, tags: list[str], agent_id: str | None = None) -> str:
@@ -378,8 +407,10 @@ class Orchestrator(pykka.ThreadingActor):
             return
         if agent.task_id is not None and agent.attempt is not None:
             kill_grace = self.config.health.kill_grace if grace is None else grace
-            ref.tell(CancelAttempt(agent.task_id, agent.attempt, kill_grace, "lost"))
-            return  # retired when its attempt ends (see TerminalMixin._ended)
+            self.tell_agent(
+                agent_id, CancelAttempt(agent.task_id, agent.attempt, kill_grace, "lost")
+            )
+            return  # retired when its attempt ends (see terminal.ended)
         del self.supervisors[agent_id]
         ref.stop(block=False)
         self._append([t.AgentTerminated(at=self._now(), agent_id=agent_id, reason=reason)])
@@ -389,9 +420,38 @@ class Orchestrator(pykka.ThreadingActor):
         agent = self.state.agents.get(agent_id)
         if ref is None or agent is None:
             return
-        ref.tell(PauseAgent() if pause else ResumeAgent())
+        if not self.tell_agent(agent_id, PauseAgent() if pause else ResumeAgent()):
+            return
         event = t.AgentPaused if pause else t.AgentResumed
         self._append([event(at=self._now(), agent_id=agent_id)])
+
+    def tell_agent(self, agent_id: str, message: Any) -> bool:
+        """Tell an agent's supervisor; False (and the agent handled as lost) if it has died."""
+        ref = self.supervisors.get(agent_id)
+        if ref is None:
+            return False
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            self._supervisor_lost(agent_id, "agent supervisor died")
+            return False
+        return True
+
+    def _supervisor_lost(self, agent_id: str, reason: str) -> None:
+        """An agent's supervisor died: its attempt (stopped by the supervisor's failure hook)
+        ends as lost, so the task is retried instead of waiting forever; the agent is gone."""
+        if self.supervisors.pop(agent_id, None) is None:
+            return
+        self.log.error("agent lost", agent_id=agent_id, reason=reason)
+        agent = self.state.agents.get(agent_id)
+        task = self.state.tasks.get(agent.task_id) if agent and agent.task_id else None
+        if task is not None and task.agent_id == agent_id and task.epoch is not None:
+            lost = Outcome(ok=False, failure="lost", reason=reason)
+            self.actor_ref.tell(
+                AttemptEnded(agent_id, task.task_id, task.attempt, task.epoch, lost)
+            )
+        if agent is not None and agent.status != "terminated":
+            self._append([t.AgentTerminated(at=self._now(), agent_id=agent_id, reason=reason)])
 
     def _breaker(self, name: str, initial: Any = None) -> pykka.ActorRef[Any]:
         ref = self.breakers.get(name)

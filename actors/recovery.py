@@ -40,10 +40,10 @@ def recover(orch: Orchestrator) -> None:
             continue
         adopting.add(task.agent_id)
         orch._spawn(agent.runtime, list(agent.tags), agent_id=task.agent_id)
-        ref = orch.supervisors[task.agent_id]
         if task.state == "running" and task.pid is not None and task.create_time is not None:
-            ref.tell(
-                AdoptAttempt(spec=spec, epoch=epoch, pid=task.pid, create_time=task.create_time)
+            orch.tell_agent(
+                task.agent_id,
+                AdoptAttempt(spec=spec, epoch=epoch, pid=task.pid, create_time=task.create_time),
             )
         elif (found := runtime.locate(spec)) is not None:  # started, never recorded
             pid, create_time = found  # create time 0.0: it ended while nobody watched
@@ -57,7 +57,10 @@ def recover(orch: Orchestrator) -> None:
                 log_path=spec.log_path,
             )
             orch._append([started])  # the history reads claim, started, outcome
-            ref.tell(AdoptAttempt(spec=spec, epoch=epoch, pid=found[0], create_time=found[1]))
+            orch.tell_agent(
+                task.agent_id,
+                AdoptAttempt(spec=spec, epoch=epoch, pid=found[0], create_time=found[1]),
+            )
         else:  # assigned, but its start was never recorded: the attempt is lost
             orch.actor_ref.tell(
                 AttemptEnded(

@@ -42,9 +42,7 @@ def started(orch: Orchestrator, msg: AttemptStarted) -> None:
         ),
     )
     if not ok:  # cancelled or taken over meanwhile: this attempt must not run on
-        ref = orch.supervisors.get(msg.agent_id)
-        if ref is not None:
-            ref.tell(CancelAttempt(msg.task_id, msg.attempt, 0.0, "cancelled"))
+        orch.tell_agent(msg.agent_id, CancelAttempt(msg.task_id, msg.attempt, 0.0, "cancelled"))
 
 
 class _Usage(Protocol):

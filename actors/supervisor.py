@@ -10,6 +10,7 @@ decision in the log before acting on it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -23,11 +24,13 @@ from actors.messages import (
     AttemptEnded,
     AttemptStarted,
     CancelAttempt,
+    DetachAgent,
     HealthTick,
     NoticeReceived,
     PauseAgent,
     ResumeAgent,
     RunAttempt,
+    SupervisorFailed,
 )
 from actors.runtime import (
     Notice,
@@ -84,6 +87,7 @@ class AgentSupervisor(pykka.ThreadingActor):
         self.scheduler = scheduler
         self.health = health
         self.current: _Current | None = None
+        self.detached = False
         self.log: Any = None
 
     def on_start(self) -> None:
@@ -109,6 +113,9 @@ class AgentSupervisor(pykka.ThreadingActor):
                 self._check(attempt)
             case _Ended(attempt=attempt, outcome=outcome):
                 self._ended(attempt, outcome)
+            case DetachAgent():
+                self.detached = True
+                self.current = None
             case _:
                 return super().on_receive(message)
         return None
@@ -117,6 +124,21 @@ class AgentSupervisor(pykka.ThreadingActor):
         cur = self.current
         if cur is not None:
             cur.handle.terminate(self.health.kill_grace, "cancelled")
+
+    def on_failure(self, *exc_info: Any) -> None:
+        """Never a silent zombie: stop the attempt (its processes must not run on unwatched)
+        and tell the orchestrator, which records the attempt as lost and retires the agent."""
+        error = f"{type(exc_info[1]).__name__}: {exc_info[1]}"
+        self.log.error("agent supervisor failed", error=error)
+        cur = self.current
+        self.current = None
+        if cur is not None:
+            try:
+                cur.handle.terminate(0.0, "lost")
+            except Exception as e:
+                self.log.error("could not stop the attempt", error=str(e))
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.orchestrator.tell(SupervisorFailed(self.agent_id, error))
 
     # -- attempts -------------------------------------------------------------------------
 
@@ -151,7 +173,12 @@ class AgentSupervisor(pykka.ThreadingActor):
                 self._report_failed(spec, epoch, "invalid", f"cannot prepare worktree: {e}")
                 return
             spec = msgspec.structs.replace(spec, cwd=workspace)
-        handle = self.runtime.execute(spec, self._sink(spec))
+        try:
+            handle = self.runtime.execute(spec, self._sink(spec))
+        except Exception as e:  # a task the runtime cannot start is the task's failure
+            self.log.warning("attempt could not start", task_id=spec.task_id, error=str(e))
+            self._report_failed(spec, epoch, "spawn", f"cannot start the attempt: {e}")
+            return
         self._watch(spec, epoch, handle, workspace=(workspace, branch))
 
     def _report_failed(self, spec: TaskSpec, epoch: int, failure: Any, reason: str) -> None:
@@ -166,7 +193,11 @@ class AgentSupervisor(pykka.ThreadingActor):
         )
 
     def _adopt(self, spec: TaskSpec, epoch: int, pid: int, create_time: float) -> None:
-        handle = self.runtime.adopt(spec, pid, create_time, self._sink(spec))
+        try:
+            handle = self.runtime.adopt(spec, pid, create_time, self._sink(spec))
+        except Exception as e:
+            self.log.warning("attempt could not be adopted", task_id=spec.task_id, error=str(e))
+            handle = None
         if handle is None:
             reason = "the agent process was gone when the daemon restarted"
             self._report_failed(spec, epoch, "lost", reason)
@@ -207,7 +238,8 @@ class AgentSupervisor(pykka.ThreadingActor):
         def wait() -> None:
             outcome = handle.wait()
             if outcome is not None:
-                me.tell(_Ended(spec.attempt, outcome))
+                with contextlib.suppress(pykka.ActorDeadError):  # detached or failed meanwhile
+                    me.tell(_Ended(spec.attempt, outcome))
 
         threading.Thread(target=wait, name=f"forge-wait-{self.agent_id}", daemon=True).start()
         self.scheduler.after(self.health.interval, me, HealthTick(spec.attempt))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pykka
 import redis
 import structlog
 
 from actors.messages import LogAdvanced
 from actors.scheduler import Teller
 from events.codec import decode_entry
-from events.errors import UndecodableEvent
 from events.store import EventStore
 
 __all__ = ["LogTail"]
@@ -43,7 +43,18 @@ class LogTail:
         self._stop.set()
         self._thread.join(timeout=self.block_ms / 1000 + 2)
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
+        try:
+            self._follow()
+        except pykka.ActorDeadError:
+            pass  # the orchestrator has gone: the daemon sees it and restarts the fleet
+        except Exception:
+            self._log.exception("tail reader failed")  # the daemon sees it dead
+
+    def _follow(self) -> None:
         last = self.after
         key = self.store.keys.log
         client = self.store.client
@@ -54,15 +65,20 @@ class LogTail:
                 self._log.warning("tail read failed; retrying", error=str(e))
                 self._stop.wait(0.5)
                 continue
+            except Exception as e:  # a reply it cannot make sense of: let the owner read
+                self._log.warning("tail read failed", error=f"{type(e).__name__}: {e}")
+                self.target.tell(LogAdvanced("", "", []))
+                self._stop.wait(0.5)
+                continue
             for _key, entries in reply or ():
                 if not entries:
                     continue
                 after = last
                 newest = entries[-1][0]
-                last = newest.decode() if isinstance(newest, bytes) else newest
+                last = _text(newest)
                 try:
                     decoded = [(_text(i), decode_entry(fields)) for i, fields in entries]
-                except UndecodableEvent:
+                except Exception:  # UndecodableEvent, or worse: a foreign entry
                     decoded = []  # the orchestrator reads (and quarantines) them itself
                     after = ""
                 self.target.tell(LogAdvanced(last, after, decoded))

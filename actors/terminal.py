@@ -206,10 +206,11 @@ def cancel(orch: Orchestrator, task_id: str) -> None:
     if task is None or task.terminal:
         return
     if task.state in ("assigned", "running") and task.agent_id in orch.supervisors:
-        orch.supervisors[task.agent_id].tell(
-            CancelAttempt(task_id, task.attempt, orch.config.health.kill_grace, "cancelled")
-        )
-        return
+        grace = orch.config.health.kill_grace
+        if orch.tell_agent(task.agent_id, CancelAttempt(task_id, task.attempt, grace, "cancelled")):
+            return
+        # its supervisor is gone: the attempt ends as lost (queued above); cancel after it
+        orch._catch_up()
     orch._append([t.TaskCancelled(at=orch._now(), task_id=task_id, reason="cancelled on request")])
     fail_dependants(orch, task)
 
@@ -244,11 +245,10 @@ def force_stop(orch: Orchestrator) -> None:
     if orch.stopped.is_set():
         return
     for task in running(orch):
-        ref = orch.supervisors.get(task.agent_id or "")
-        if ref is not None:
-            ref.tell(
-                CancelAttempt(task.task_id, task.attempt, orch.config.health.kill_grace, "lost")
-            )
+        orch.tell_agent(
+            task.agent_id or "",
+            CancelAttempt(task.task_id, task.attempt, orch.config.health.kill_grace, "lost"),
+        )
     if not running(orch):
         finish_stop(orch)
 
