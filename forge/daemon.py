@@ -12,6 +12,7 @@ Signals: the first SIGTERM or SIGINT is a graceful stop (running tasks get
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -19,10 +20,12 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 import msgspec
+import pykka
 import redis
 
 from actors.breaker import BreakerPolicy
@@ -31,6 +34,7 @@ from actors.messages import ShutdownRequested
 from actors.policy import OrchestratorConfig, RetryPolicy
 from actors.runtime import RuntimeAdapter
 from actors.supervisor import HealthPolicy
+from events.errors import StoreUnavailable
 from events.keys import Keys
 from events.state import FleetState
 from events.store import EventStore, redis_errors
@@ -56,6 +60,7 @@ __all__ = [
 
 HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TTL = 10
+_ASK_TIMEOUT = 30.0
 
 
 class Heartbeat(msgspec.Struct, kw_only=True):
@@ -162,7 +167,8 @@ def build_runtimes(settings: Settings) -> dict[str, RuntimeAdapter]:
 
 
 class _Publisher(threading.Thread):
-    """Publishes the heartbeat every HEARTBEAT_INTERVAL seconds until stopped."""
+    """Publishes the heartbeat every HEARTBEAT_INTERVAL seconds until stopped (of whichever
+    fleet the daemon runs at the time: it restarts a failed one)."""
 
     def __init__(self, fleet: Fleet, client: redis.Redis, namespace: str, me: PidRecord) -> None:
         super().__init__(name="forge-heartbeat", daemon=True)
@@ -194,7 +200,7 @@ class _Publisher(threading.Thread):
             try:
                 self.publish()
             except Exception as e:
-                self.log.warning("heartbeat failed", error=str(e))
+                self.log.warning("heartbeat failed", error=f"{type(e).__name__}: {e}")
 
     def stop(self) -> None:
         self.halt.set()
@@ -205,30 +211,65 @@ class _Publisher(threading.Thread):
             self.log.warning("could not remove the heartbeat", error=str(e))
 
 
-class Daemon:
-    """One foreground daemon process over one FORGE_HOME and namespace."""
+# Restarting a failed orchestrator: the waits between tries, and when to give up (exit 1, so
+# that a service manager restarts the whole process): after this many failures in a row, each
+# within STABLE_AFTER seconds of a start or a failed start. An unreachable log is waited out
+# for as long as it takes and never counts.
+RESTART_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+MAX_QUICK_FAILURES = 5
+STABLE_AFTER = 60.0
 
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+
+def _outage(error: BaseException | None) -> bool:
+    """Whether a failure is the log being unreachable (waited out) rather than a fault."""
+    return isinstance(error, StoreUnavailable | redis.ConnectionError | redis.TimeoutError)
+
+
+class Daemon:
+    """One foreground daemon process over one FORGE_HOME and namespace.
+
+    It runs a Fleet and supervises it: when the orchestrator dies -- the log unreachable for
+    longer than the client's timeout, or any unexpected error -- the fleet is detached (the
+    agents' processes run on), the daemon waits until the log answers again (reconnecting,
+    which restarts a dead embedded server), and starts a new fleet from the log, which
+    re-adopts the running attempts and records what ended meanwhile. A daemon that keeps
+    failing right after each start exits 1 instead of spinning; it never lingers with nothing
+    running.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        connect: Callable[[], redis.Redis] | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client
+        self.connect = connect
         self.files = DaemonFiles(settings.home_path)
         self.signals = 0
+        self.halt = threading.Event()  # a stop signal came while no orchestrator was running
         self.fleet: Fleet | None = None
+        self.restarts = 0
+        self.gave_up = False
         self.log: Any = get_logger("forge.daemon")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.signals += 1
         name = signal.Signals(signum).name
         fleet = self.fleet
-        if fleet is None or fleet.orchestrator is None:
-            return
         forced = self.signals > 1
+        if fleet is None or fleet.orchestrator is None or not fleet.orchestrator.is_alive():
+            self.log.info("stopping on signal (no orchestrator running)", signal=name)
+            self.halt.set()
+            return
         grace = 0.0 if forced else fleet.config.shutdown_grace
         self.log.info("stopping on signal", signal=name, forced=forced, grace=grace)
-        fleet.orchestrator.tell(ShutdownRequested(grace=grace, reason=f"{name} received"))
+        with contextlib.suppress(pykka.ActorDeadError):
+            fleet.orchestrator.tell(ShutdownRequested(grace=grace, reason=f"{name} received"))
 
     def run(self) -> int:
-        """Run until stopped; 0 after a graceful stop, 1 if the orchestrator failed."""
+        """Run until stopped; 0 after a graceful stop, 1 if it could not go on."""
         with hold_lock(self.files):
             me = PidRecord(
                 pid=os.getpid(),
@@ -237,11 +278,6 @@ class Daemon:
                 node_id=node_id(self.files),
                 namespace=self.settings.redis.namespace,
             )
-            store = EventStore(self.client, self.settings.redis.namespace)
-            config = orchestrator_config(self.settings, me.node_id)
-            self.fleet = Fleet(
-                store, build_runtimes(self.settings), config, workspaces=workspaces(self.settings)
-            )
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
             self.files.write(me)
@@ -249,21 +285,81 @@ class Daemon:
                 return self._serve(me)
             finally:
                 self.files.remove(me)
+                pykka.ActorRegistry.stop_all(block=True, timeout=_ASK_TIMEOUT)
+
+    def _new_fleet(self, me: PidRecord) -> Fleet:
+        store = EventStore(self.client, self.settings.redis.namespace)
+        config = orchestrator_config(self.settings, me.node_id)
+        return Fleet(
+            store, build_runtimes(self.settings), config, workspaces=workspaces(self.settings)
+        )
 
     def _serve(self, me: PidRecord) -> int:
-        assert self.fleet is not None
-        fleet = self.fleet.start()
+        self.fleet = self._new_fleet(me)
+        fleet = self.fleet.start()  # the first start's errors end the command, as they should
         publisher = _Publisher(fleet, self.client, me.namespace, me)
         with redis_errors("publish heartbeat"):
             publisher.publish()
         publisher.start()
         self.log.info("daemon started", pid=me.pid, node_id=me.node_id, namespace=me.namespace)
+        failures = 0  # quick failures in a row (see MAX_QUICK_FAILURES)
         try:
-            while not fleet.stopped.wait(1.0):
-                if fleet.orchestrator is None or not fleet.orchestrator.is_alive():
+            while True:
+                started = time.monotonic()
+                while not fleet.stopped.wait(1.0) and fleet.alive() and not self.halt.is_set():
+                    pass
+                if self.halt.is_set() or (fleet.stopped.is_set() and fleet.failure is None):
+                    break  # a stop: graceful or forced, through the orchestrator or a signal
+                error = fleet.failure
+                why = f"{type(error).__name__}: {error}" if error else "the tail reader died"
+                self.log.error("orchestrator failed; restarting it from the log", error=why)
+                fleet.detach()
+                if time.monotonic() - started >= STABLE_AFTER:
+                    failures = 0
+                elif not _outage(error):
+                    failures += 1
+                restarted = self._restart(me, failures)
+                if restarted is None:
                     break
+                fleet, failures = restarted
+                publisher.fleet, publisher.client = fleet, self.client
         finally:
             publisher.stop()
-            graceful = fleet.close()
+        if self.gave_up or (self.halt.is_set() and not fleet.stopped.is_set()):
+            fleet.detach()  # nothing can record a stop: the agents are left to the next daemon
+            self.log.info("daemon stopped; running agents are left for the next start")
+            return 1 if self.gave_up else 0
+        graceful = fleet.close()
         self.log.info("daemon stopped", graceful=graceful)
         return 0 if graceful else 1
+
+    def _restart(self, me: PidRecord, failures: int) -> tuple[Fleet, int] | None:
+        """A new fleet from the log once the log answers, with the count of quick failures;
+        None if told to stop meanwhile or when giving up."""
+        tries = 0
+        while failures < MAX_QUICK_FAILURES:
+            delay = RESTART_DELAYS[min(tries, len(RESTART_DELAYS) - 1)]
+            if self.halt.wait(delay):
+                return None
+            tries += 1
+            try:
+                if self.connect is not None:
+                    self.client = self.connect()
+                self.fleet = self._new_fleet(me)
+                fleet = self.fleet.start()
+            except Exception as e:
+                self.log.warning(
+                    "orchestrator restart failed; retrying", error=f"{type(e).__name__}: {e}"
+                )
+                if self.fleet is not None:
+                    self.fleet.detach()
+                if not _outage(e):
+                    failures += 1
+                continue
+            self.restarts += 1
+            self.log.info("orchestrator restarted from the log", restarts=self.restarts)
+            return fleet, failures
+        self.log.error("giving up: the orchestrator keeps failing", failures=failures)
+        self.gave_up = True
+        self.halt.set()
+        return None

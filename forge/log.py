@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -58,6 +59,41 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
+    )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _ToStructlog)]:
+        root.removeHandler(handler)
+    root.addHandler(_ToStructlog())
+    root.setLevel(_LEVELS.get(level, logging.INFO))
+    threading.excepthook = _thread_excepthook
+
+
+class _ToStructlog(logging.Handler):
+    """Hands records of the standard library's loggers (pykka's reports of a failed actor,
+    among others) to structlog, so that every line of the log has the same form."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            logger = structlog.get_logger(record.name).bind(component=record.name)
+            method = getattr(logger, record.levelname.lower(), logger.error)
+            if record.exc_info and record.exc_info[0]:
+                method(record.getMessage(), exc_info=record.exc_info)
+            else:
+                method(record.getMessage())
+        except Exception:
+            self.handleError(record)
+
+
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    """An exception that ends a thread is logged like any error, never printed raw."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    structlog.get_logger("forge.thread").error(
+        "thread failed",
+        component="forge.thread",
+        thread=name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
     )
 
 

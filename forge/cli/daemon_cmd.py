@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from events import types as t
 from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.cli.render import DaemonInfo, daemon_info, duration, fleet_state, stamp
+from forge.connection import connect
 from forge.daemon import Daemon
 from forge.daemon_process import DaemonFiles, python_argv, spawn_background, wait_gone
 from forge.errors import DaemonError
+from forge.log import get_logger
 from forge.settings import environment
 
 __all__ = ["daemon"]
@@ -37,13 +41,32 @@ def start_cmd(app: App, foreground: bool) -> None:
     if stale is not None:
         click.echo(f"removed the stale pid file of daemon pid {stale.pid}", err=True)
     if foreground:
-        raise click.exceptions.Exit(Daemon(app.settings, app.redis).run())
+        settings = app.settings
+        code = Daemon(settings, app.redis, connect=lambda: connect(settings)).run()
+        exit_now(code)
     app.redis  # noqa: B018 - start the embedded server here, where its errors can be shown
     args = ["--config", str(app.config_file)] if app.config_file else []
     record = spawn_background(
         files, python_argv(*args, "daemon", "start", "--foreground"), environment()
     )
     click.echo(f"daemon started (pid {record.pid}, node {record.node_id}); log: {files.logfile}")
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the daemon's process with `code`. Normally by raising click's Exit; if a stray
+    non-daemon thread is still alive (it would keep the process up with nothing running --
+    a zombie daemon), by `os._exit` after saying so."""
+    lingering = [
+        thread.name
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
+    ]
+    if lingering:
+        get_logger("forge.daemon").warning("threads still alive at exit", threads=lingering)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise click.exceptions.Exit(code)
 
 
 @daemon.command("stop")

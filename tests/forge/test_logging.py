@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import threading
 
 import structlog
 
@@ -49,3 +51,36 @@ def test_level_filters_lower_levels() -> None:
     lines = out.getvalue().strip().splitlines()
     assert [json.loads(x)["event"] for x in lines] == ["shown"]
     structlog.reset_defaults()
+
+
+def test_a_failed_thread_and_stdlib_errors_are_json_lines() -> None:
+    """What ends a thread, and what pykka reports through the standard library's logging,
+    reaches the log as JSON lines like everything else, secrets masked."""
+    out = io.StringIO()
+    configure_logging("info", "auto", stream=out)
+    try:
+
+        def explode() -> None:
+            raise RuntimeError("tail went wrong with sk-ant-api03-threadsecret-0123456789")
+
+        thread = threading.Thread(target=explode, name="forge-tail")
+        thread.start()
+        thread.join()
+        try:
+            raise ValueError("actor failed")
+        except ValueError:
+            logging.getLogger("pykka").error("Unhandled exception in Orchestrator:", exc_info=True)
+    finally:
+        threading.excepthook = threading.__excepthook__
+        for handler in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(handler)
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(x["event"], x["level"]) for x in lines] == [
+        ("thread failed", "error"),
+        ("Unhandled exception in Orchestrator:", "error"),
+    ]
+    assert lines[0]["thread"] == "forge-tail"
+    assert "RuntimeError: tail went wrong" in lines[0]["exception"]
+    assert "threadsecret" not in out.getvalue()
+    assert "ValueError: actor failed" in lines[1]["exception"]
