@@ -173,6 +173,8 @@ class AgentSupervisor(pykka.ThreadingActor):
                 self._report_failed(spec, epoch, "invalid", f"cannot prepare worktree: {e}")
                 return
             spec = msgspec.structs.replace(spec, cwd=workspace)
+        if self._adopt_earlier(spec, epoch, (workspace, branch)):
+            return
         try:
             handle = self.runtime.execute(spec, self._sink(spec))
         except Exception as e:  # a task the runtime cannot start is the task's failure
@@ -180,6 +182,33 @@ class AgentSupervisor(pykka.ThreadingActor):
             self._report_failed(spec, epoch, "spawn", f"cannot start the attempt: {e}")
             return
         self._watch(spec, epoch, handle, workspace=(workspace, branch))
+
+    def _adopt_earlier(
+        self, spec: TaskSpec, epoch: int, workspace: tuple[str | None, str | None]
+    ) -> bool:
+        """If this very attempt was started before -- the log lost the appends that said so
+        (a server that crashed before writing them to disk) -- follow it instead of running
+        the command a second time. True if it was adopted."""
+        try:
+            found = self.runtime.locate(spec)
+            if found is None:
+                return False
+            handle = self.runtime.adopt(spec, found[0], found[1], self._sink(spec))
+        except Exception as e:
+            self.log.warning(
+                "could not look for an earlier start", task_id=spec.task_id, error=str(e)
+            )
+            return False
+        if handle is None:
+            return False
+        self.log.warning(
+            "attempt was started before and the log lost it: adopted",
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            pid=found[0],
+        )
+        self._watch(spec, epoch, handle, workspace=workspace)
+        return True
 
     def _report_failed(self, spec: TaskSpec, epoch: int, failure: Any, reason: str) -> None:
         self.orchestrator.tell(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Iterator
 
 from actors.runtime import TaskSpec
-from forge.runtimes.logfile import iter_log_lines
+from forge.runtimes.logfile import iter_log_lines, status_path_for
 from forge.runtimes.process import ProcessRun, find_shim
 
 __all__ = ["ShimRuntime"]
@@ -21,8 +22,12 @@ class ShimRuntime:
         self._lock = threading.Lock()
 
     def locate(self, spec: TaskSpec) -> tuple[int, float] | None:
-        """A live attempt of `spec` that no event names (see `find_shim`)."""
-        return find_shim(spec.log_path)
+        """A live attempt of `spec` that no event names (see `find_shim`). Cheap when there is
+        none: a shim's first act is to create its log file."""
+        log = spec.log_path
+        if not os.path.exists(log) and not os.path.exists(status_path_for(log)):
+            return None
+        return find_shim(log)
 
     def logs(self, log_path: str, follow: bool = False) -> Iterator[str]:
         return iter_log_lines(log_path, follow=follow)
