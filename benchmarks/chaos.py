@@ -236,7 +236,7 @@ def phase_faults(run: Run, tasks: int) -> tuple[dict[str, int], float, bool]:
             os.kill(run.server_pid() or 0, signal.SIGSTOP)
             stalled_until = now + 30.0
             print(f"   {now:5.1f} s: server stopped for 30 s", flush=True)
-        if now < 60 and run.rng.random() < 0.25:
+        if now < 60 and run.rng.random() < 0.4:
             procs = run.processes()
             kind = run.rng.choice(["commands", "shims"])
             pool = procs["command" if kind == "commands" else "shim"]
