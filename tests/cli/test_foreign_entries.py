@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import msgspec
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forge.cli.render import duration, stamp
+from forge.server import EmbeddedServer
 from tests.cli.helpers import completed_task, invoke, store_of
 
 pytestmark = pytest.mark.usefixtures("forge_env")
@@ -104,3 +106,41 @@ def test_a_time_no_calendar_can_show_is_rendered_as_its_number() -> None:
     assert stamp(-math.inf) == "-inf"
     assert duration(math.nan) == "-"
     assert duration(math.inf) == "-"
+
+
+POISON = """
+import math
+import sys
+
+import msgspec
+import redis
+
+client = redis.Redis(unix_socket_path=sys.argv[1])
+client.xadd(sys.argv[2], {b"\\xf0\\x28": b"x"})
+stop = {"type": "daemon.stop_requested", "at": math.nan}
+client.xadd(sys.argv[2], {b"d": msgspec.msgpack.encode(stop), b"v": b"1"})
+"""
+
+
+def test_a_running_fleet_outlives_foreign_entries(
+    redis_client: redis.Redis, embedded_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    """One is in the log before the fleet starts; others are appended by a task while the
+    fleet runs (read by its tail); the next task still runs."""
+    log = store_of(redis_client).keys.log
+    redis_client.xadd(log, {b"\xf0\x28": b"x"})
+    script = tmp_path / "poison.py"
+    script.write_text(POISON)
+    poison = [sys.executable, str(script), str(embedded_server.socket), log]
+    tasks = tmp_path / "tasks.toml"
+    tasks.write_text(
+        f"[[task]]\nname = 'poison'\ncommand = {json.dumps(poison)}\n\n"
+        "[[task]]\nname = 'next'\ncommand = ['true']\nafter = ['poison']\n"
+    )
+
+    result = invoke(["run", str(tasks), "--namespace", "forge", "--json"])
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert [x["state"] for x in summary["tasks"]] == ["completed", "completed"]
+    assert len(store_of(redis_client).quarantined()) == 3
