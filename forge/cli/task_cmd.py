@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 import click
 
-from actors.runtime import is_transient
 from events import types as t
 from events.state import TaskState, to_builtins
 from events.transitions import TASK_STATES
@@ -27,8 +25,8 @@ from forge.cli.render import (
     task_duration,
     task_or_fail,
 )
+from forge.cli.task_logs import follow_task, log_path, print_attempt
 from forge.errors import ForgeError, InvalidTask, NotFound
-from forge.runtimes import iter_log_lines
 from forge.runtimes.workspace import BRANCH_PREFIX, branch_for, cleanup_worktrees
 from forge.submit import TaskRequest, plan, read_tasks_file, submit
 
@@ -77,9 +75,25 @@ def _read_prompt(prompt: str | None) -> str | None:
 @click.option("--repo", help="Directory the task works in (its working directory).")
 @click.option("--after", multiple=True, help="Run only after this task id completed (repeatable).")
 @click.option("--tag", multiple=True, help="Run only on agents carrying this tag (repeatable).")
-@click.option("--max-attempts", type=click.IntRange(1, 100), help="Attempts, the first included.")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    help="Attempts, the first included. Crashes, timeouts and lost attempts are retried; "
+    "a failing exit code is not, unless --retry-on-exit.",
+)
+@click.option(
+    "--retry-on-exit",
+    is_flag=True,
+    default=None,
+    help="Retry the task when its command exits non-zero (tasks file: retry_on_exit = true).",
+)
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), help="Seconds per attempt.")
-@click.option("--budget-usd", type=click.FloatRange(0), help="Spend limit of the task (claude).")
+@click.option(
+    "--budget-usd",
+    type=click.FloatRange(0),
+    help="Spend limit of the task across all its attempts (claude): each attempt may spend "
+    "what is left; when nothing is, the task fails max_budget.",
+)
 @click.option("--model", help="Model for the claude runtime.")
 @click.option("--name", help="A name shown instead of the command.")
 @click.option("--env", multiple=True, metavar="NAME=VALUE", help="Extra environment (repeatable).")
@@ -130,6 +144,7 @@ def submit_cmd(
                 name=flags["name"],
                 env=_env_pairs(flags["env"]),
                 idempotency_key=flags["idempotency_key"],
+                retry_on_exit=flags["retry_on_exit"],
             )
         ]
         planned = plan(app.store, requests, app.settings)
@@ -149,7 +164,7 @@ def _list_rows(tasks: list[TaskState]) -> list[list[Any]]:
             x.definition.runtime,
             x.attempt,
             duration(task_duration(x)),
-            f"${x.cost_usd:.2f}",
+            f"${x.cost_usd:.4f}",
             describe(x),
         ]
         for x in tasks
@@ -186,7 +201,10 @@ def _show(x: TaskState) -> str:
         f"runtime: {d.runtime}   priority: {d.priority}   attempts: {x.attempt}/{d.max_attempts}",
         what,
         f"submitted: {stamp(x.submitted_at)}   finished: {stamp(x.finished_at)}",
-        f"cost: ${x.cost_usd:.4f}   tokens: {x.input_tokens} in, {x.output_tokens} out",
+        f"cost: ${x.cost_usd:.4f}"
+        + (f" of ${d.budget_usd:.4f}" if d.budget_usd is not None else "")
+        + (" so far" if x.state in ("assigned", "running") else "")
+        + f"   tokens: {x.input_tokens} in, {x.output_tokens} out",
     ]
     for label, value in (
         ("repo", d.repo),
@@ -194,6 +212,7 @@ def _show(x: TaskState) -> str:
         ("after", ", ".join(d.after)),
         ("tags", ", ".join(d.tags)),
         ("timeout", d.timeout),
+        ("retry on exit", "yes" if d.retry_on_exit else ""),
         ("model", d.model),
         ("worktree", x.workspace),
         ("branch", x.branch),
@@ -213,15 +232,14 @@ def _show(x: TaskState) -> str:
                 r.agent_id or "-",
                 stamp(r.started_at),
                 duration(r.finished_at - r.started_at if r.finished_at and r.started_at else None),
+                f"${r.cost_usd:.4f}",
                 r.failure or "",
                 (r.reason or "")[:60],
             ]
             for r in x.history
         ]
-        lines += [
-            "",
-            table(["ATTEMPT", "OUTCOME", "AGENT", "STARTED", "TOOK", "FAILURE", "REASON"], rows),
-        ]
+        head = ["ATTEMPT", "OUTCOME", "AGENT", "STARTED", "TOOK", "COST", "FAILURE", "REASON"]
+        lines += ["", table(head, rows)]
     return "\n".join(lines)
 
 
@@ -235,15 +253,6 @@ def show_cmd(app: App, task_id: str, as_json: bool) -> None:
     echo_data(to_builtins(x) if as_json else x, as_json, _show)
 
 
-def _log_path(app: App, x: TaskState, attempt: int | None) -> str:
-    n = attempt or x.attempt
-    if n < 1 or n > x.attempt:
-        raise NotFound(f"task {x.task_id} has no attempt {n} (attempts so far: {x.attempt})")
-    if n == x.attempt and x.log_path:
-        return x.log_path
-    return os.path.join(app.settings.home_path / "logs", x.task_id, f"attempt-{n}.log")
-
-
 @task.command("logs")
 @click.argument("task_id")
 @click.option(
@@ -253,56 +262,22 @@ def _log_path(app: App, x: TaskState, attempt: int | None) -> str:
     help="Keep printing as the task runs, through its retries, until it has ended.",
 )
 @click.option("--attempt", type=click.IntRange(1), help="Which attempt (default: the latest).")
+@click.option(
+    "--raw", is_flag=True, help="A claude task: Claude Code's stream-json lines as written."
+)
 @pass_app
-def logs_cmd(app: App, task_id: str, follow: bool, attempt: int | None) -> None:
-    """Print the output of a task's attempt (secrets masked)."""
+def logs_cmd(app: App, task_id: str, follow: bool, attempt: int | None, raw: bool) -> None:
+    """Print the output of a task's attempt (secrets masked); a claude task's as a transcript."""
     x = task_or_fail(fleet_state(app), task_id)
     if x.attempt == 0 and not follow:
         raise NotFound(f"task {task_id} has not started yet ({x.state})")
     try:
         if follow and attempt is None:
-            _follow_task(app, task_id, max(x.attempt, 1))
+            follow_task(app, task_id, max(x.attempt, 1), raw=raw)
             return
-        for line in iter_log_lines(_log_path(app, x, attempt), follow=follow):
-            click.echo(line)
+        print_attempt(log_path(app, x, attempt), x, follow=follow, raw=raw)
     except KeyboardInterrupt:
         return
-
-
-def _settled(x: TaskState) -> bool:
-    """The task has ended for good (a transient failure is followed by a retry)."""
-    if not x.terminal:
-        return False
-    return x.state != "failed" or not is_transient(x.last_failure)  # type: ignore[arg-type]
-
-
-def _follow_task(app: App, task_id: str, first: int) -> None:
-    """Print each attempt's log as it is written, from attempt `first` on, until the task has
-    ended; between attempts, wait on the log for the task's next event (no polling)."""
-    n = first
-    position = app.store.last_id() or "0-0"
-    while True:
-        x = task_or_fail(fleet_state(app), task_id)
-        if n <= x.attempt:
-            path = _log_path(app, x, n)
-            if os.path.exists(path):
-                if n > first:
-                    click.echo(f"--- attempt {n} ---")
-                for line in iter_log_lines(path, follow=True):
-                    click.echo(line)
-                n += 1
-                continue
-            if n < x.attempt or x.state not in ("assigned", "running"):
-                n += 1  # that attempt ended without writing a log (it could not start)
-                continue
-        elif _settled(x):
-            return
-        for entry in app.store.tail(after=position, block_ms=1000):
-            position = entry.id
-            if getattr(entry.event, "task_id", None) == task_id:
-                break
-        else:  # pragma: no cover - tail only ends when told to stop
-            return
 
 
 def _control(app: App, event: t.Event, what: str) -> None:

@@ -114,14 +114,24 @@ class LineReader:
         self._file.close()
 
 
+def _as_is(text: str) -> str:
+    return text
+
+
 def iter_log_lines(
-    log_path: str, follow: bool = False, stop: threading.Event | None = None
+    log_path: str,
+    follow: bool = False,
+    stop: threading.Event | None = None,
+    *,
+    redacted: bool = True,
 ) -> Iterator[str]:
     """The redacted lines of an attempt's log; with `follow`, until the attempt has ended.
 
     Raises NotFound when there is no such log. Following ends when the status file exists and
-    the log is drained, or when `stop` is set.
+    the log is drained, or when `stop` is set. `redacted=False` yields the lines as written,
+    for a reader that parses them and masks what it prints (masking can break a JSON line).
     """
+    mask = redact if redacted else _as_is
     try:
         reader = LineReader(log_path)
     except FileNotFoundError as e:
@@ -134,14 +144,14 @@ def iter_log_lines(
             lines = reader.read()
             if lines is not None:
                 delay = MIN_DELAY
-                yield from (redact(decode_line(line)) for line in lines)
+                yield from (mask(decode_line(line)) for line in lines)
                 continue
             if not follow or os.path.exists(status_path) or halt.is_set():
                 # the status file is written after the last byte of output: drain and stop
                 while (lines := reader.read()) is not None:
-                    yield from (redact(decode_line(line)) for line in lines)
+                    yield from (mask(decode_line(line)) for line in lines)
                 if (rest := reader.rest()) is not None:
-                    yield redact(decode_line(rest))
+                    yield mask(decode_line(rest))
                 return
             halt.wait(delay)
             delay = min(delay * 2, MAX_DELAY)
