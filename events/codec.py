@@ -93,13 +93,13 @@ def decode(payload: bytes, version: int | None = None) -> Event:
         event: Event | None = _DECODER.decode(payload)
     except msgspec.ValidationError:
         event = None  # maybe an older shape: the slow path below tells
-    except (msgspec.DecodeError, RecursionError) as e:
+    except (msgspec.DecodeError, RecursionError, ValueError) as e:  # ValueError: bad UTF-8
         raise UndecodableEvent(f"corrupt payload: {e}") from e
     if event is not None and (version is None or version == event.schema):
         return event
     try:
         data = _RAW_DECODER.decode(payload)
-    except (msgspec.MsgspecError, RecursionError) as e:
+    except (msgspec.MsgspecError, RecursionError, ValueError) as e:
         raise UndecodableEvent(f"corrupt payload: {e}") from e
     return upcast(data, version)
 

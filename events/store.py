@@ -368,7 +368,7 @@ class EventStore:
                     for _, version, event in page:
                         if version != event.schema:
                             raise UndecodableEvent("older schema in page")
-                except (msgspec.MsgspecError, RecursionError, UndecodableEvent):
+                except (msgspec.MsgspecError, RecursionError, ValueError, UndecodableEvent):
                     page = self._slow_page(start, last, page_size, quarantined)
                 if page:
                     yield page

@@ -34,6 +34,8 @@ FOREIGN = {
     "non-utf8 name beside a data field": {b"d": b"\xff\xfe", b"\xc3\x28": b"\x00"},
     "no fields we know": {b"type": b"task.queued"},
     "empty data": {b"d": b""},
+    "msgpack key not UTF-8": {b"d": b"\x81\xa1\x80\x00"},
+    "msgpack string not UTF-8": {b"d": b"\x82\xa4type\xa1\x80\xa2at\x01"},
     "deeply nested data": {b"d": b"\x81\xa4type" + b"\x91" * 50_000 + b"\xc0"},
     "valid event with trailing bytes": {b"d": encode_entry(_queued(0))[b"d"] + b"\x00"},
     "version with a sign": {**encode_entry(_queued(0)), b"v": b"+1"},
