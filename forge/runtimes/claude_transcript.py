@@ -75,7 +75,8 @@ def _tool_argument(name: str, tool_input: Any) -> str:
             content = tool_input.get("content")
             if name == "Write" and isinstance(content, str):
                 count = len(content.splitlines())
-                text += f" ({count} lines, {_size(len(content.encode()))})"
+                lines = f"{count} line{'s' if count != 1 else ''}"
+                text += f" ({lines}, {_size(len(content.encode()))})"
             return text
     if not tool_input:
         return ""
@@ -102,6 +103,7 @@ class TranscriptRenderer:
 
     def __init__(self) -> None:
         self._tools: dict[str, str] = {}  # tool_use id -> tool name
+        self._denied: set[str] = set()  # tool_use ids whose denial was printed already
         self._last_text = ""  # the agent's last text, so the final result is not printed twice
         self.result_seen = False
         self.lines_seen = 0  # JSON lines read
@@ -167,9 +169,11 @@ class TranscriptRenderer:
             return [f"  ⎿ background task {status}: {_one_line(str(data.get('summary') or ''))}"]
         if subtype == "compact_boundary":
             return ["── conversation compacted"]
-        if subtype == "permission_denied":
-            tool = data.get("tool_name") or "a tool"
-            return [f"✗ permission denied: {tool}"]
+        if subtype == "permission_denied":  # 2.1.332: then the tool result says it again
+            if isinstance(data.get("tool_use_id"), str):
+                self._denied.add(data["tool_use_id"])
+            why = data.get("message") or f"{data.get('tool_name') or 'a tool'} was refused"
+            return [f"  ✗ permission denied: {_one_line(str(why))}"]
         if subtype == "informational" and data.get("content"):
             return [f"note: {_one_line(str(data['content']))}"]
         return []  # status, thinking-token counts, task bookkeeping, hooks: nothing to read
@@ -225,6 +229,8 @@ class TranscriptRenderer:
         text = _result_text(block.get("content"))
         size = len(text.encode())
         if block.get("is_error"):
+            if block.get("tool_use_id") in self._denied:
+                return []
             if "haven't granted" in text or "requires approval" in text:
                 return [f"  ✗ permission denied: {_one_line(text)}"]
             lines = _block_lines(text, RESULT_LINES, "    ")
@@ -240,7 +246,11 @@ class TranscriptRenderer:
     def _result(self, data: dict[str, Any]) -> list[str]:
         self.result_seen = True
         ok = data.get("is_error") is False
-        if ok:
+        denials = [d for d in data.get("permission_denials") or [] if isinstance(d, dict)]
+        if ok and denials:  # Claude Code calls it a success; the work was not all done
+            count = len(denials)
+            head = f"⚠ done, but {count} tool call{'s were' if count != 1 else ' was'} denied"
+        elif ok:
             head = "✓ done"
         else:
             why = data.get("terminal_reason") or data.get("subtype") or "error"
@@ -254,11 +264,10 @@ class TranscriptRenderer:
             final = data["result"].strip()
             if final and final != self._last_text:
                 out += _block_lines(final, TEXT_LINES, "   ")
-        for denial in data.get("permission_denials") or []:
-            if isinstance(denial, dict):
-                name = str(denial.get("tool_name") or "tool")
-                argument = _tool_argument(name, denial.get("tool_input"))
-                out.append(f"   ✗ denied: {name}" + (f": {argument}" if argument else ""))
+        for denial in denials:
+            name = str(denial.get("tool_name") or "tool")
+            argument = _tool_argument(name, denial.get("tool_input"))
+            out.append(f"   ✗ denied: {name}" + (f": {argument}" if argument else ""))
         return out
 
     @staticmethod

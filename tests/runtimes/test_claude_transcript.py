@@ -120,7 +120,33 @@ def test_a_permission_denial_is_named_in_the_turn_and_in_the_result() -> None:
     )
     assert out[0] == "● Write: /w/a.txt (2 lines, 4 B)"
     assert out[1].startswith("  ✗ permission denied: Claude requested permissions to write")
+    assert out[2].startswith("⚠ done, but 1 tool call was denied · 2 turns · ")
     assert out[-1] == "   ✗ denied: Write: /w/a.txt"
+
+
+def test_a_denial_announced_by_a_system_line_is_printed_once() -> None:
+    # 2.1.332 prints system/permission_denied before the tool result (seen in a real run)
+    denied = {
+        "type": "system",
+        "subtype": "permission_denied",
+        "tool_name": "Write",
+        "tool_use_id": "toolu_1",
+        "message": "Claude requested permissions to write to /w/a.txt, but you haven't granted "
+        "it yet.",
+    }
+    out = render_transcript(
+        [
+            _tool_use("toolu_1", "Write", {"file_path": "/w/a.txt", "content": "a\n"}),
+            json.dumps(denied),
+            _user_result("toolu_1", str(denied["message"]), is_error=True),
+        ]
+    )
+    assert out[:2] == [
+        "● Write: /w/a.txt (1 line, 2 B)",
+        "  ✗ permission denied: Claude requested permissions to write to /w/a.txt, but you "
+        "haven't granted it yet.",
+    ]
+    assert len([line for line in out if "permission denied" in line]) == 1
 
 
 def test_a_400_kb_stream_renders_to_something_a_person_scrolls() -> None:
