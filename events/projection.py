@@ -278,6 +278,11 @@ def _dead_lettered(state: FleetState, e: t.TaskDeadLettered) -> None:
 def _cancelled(state: FleetState, e: t.TaskCancelled) -> None:
     task = _task(state, e)
     if task is not None:
+        rec = _record(task)
+        if rec is not None and rec.outcome in ("assigned", "running"):  # the attempt it stopped
+            rec.outcome = "cancelled"
+            rec.finished_at = e.at
+            rec.reason = e.reason
         _finish(state, task, "cancelled", e.at)
         task.last_reason = e.reason
 

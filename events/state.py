@@ -43,7 +43,7 @@ class AttemptRecord(msgspec.Struct, kw_only=True, gc=False):
     assigned_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    outcome: str = "assigned"  # assigned|running|completed|failed
+    outcome: str = "assigned"  # assigned|running|completed|failed|cancelled
     failure: str | None = None
     reason: str | None = None
     exit_code: int | None = None

@@ -27,6 +27,7 @@ __all__ = [
     "daemon_info",
     "describe",
     "duration",
+    "ending_note",
     "fleet_state",
     "is_tty",
     "require_daemon",
@@ -116,6 +117,25 @@ def describe(task: TaskState, width: int = 48) -> str:
     text = d.name or (" ".join(d.command) if d.command else (d.prompt or "")).replace("\n", " ")
     text = redact(text)  # before shortening, which could cut a secret out of its shape
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def ending_note(task: TaskState) -> str:
+    """How the task's last attempt ended, for its state line: `(failure: reason)` for a failed,
+    waiting, dead-lettered or re-queued task, the reason of a cancel, nothing for a completed
+    or running one (earlier attempts' failures belong to the attempt history)."""
+    last = task.history[-1] if task.history else None
+    if task.state == "cancelled":
+        return f" ({task.last_reason})" if task.last_reason else ""
+    if task.state in ("failed", "retry_wait", "dead_lettered"):
+        failure = (last.failure if last is not None else None) or task.last_failure
+        reason = task.last_reason if task.state == "dead_lettered" else None
+        reason = reason or (last.reason if last is not None else None) or task.last_reason
+        if failure is None:
+            return f" ({reason})" if reason else ""
+        return f" ({failure}: {reason})" if reason else f" ({failure})"
+    if task.state == "queued" and last is not None and last.outcome == "failed":
+        return f" (attempt {last.attempt} failed: {last.failure})"
+    return ""
 
 
 def task_duration(task: TaskState) -> float | None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from events import types as t
+from events.redact import redact
 from events.state import TaskState, to_builtins
 from events.transitions import TASK_STATES
 from forge.cli.app import App, echo_data, json_option, pass_app
@@ -18,6 +19,7 @@ from forge.cli.render import (
     daemon_info,
     describe,
     duration,
+    ending_note,
     fleet_state,
     stamp,
     state_style,
@@ -75,25 +77,9 @@ def _read_prompt(prompt: str | None) -> str | None:
 @click.option("--repo", help="Directory the task works in (its working directory).")
 @click.option("--after", multiple=True, help="Run only after this task id completed (repeatable).")
 @click.option("--tag", multiple=True, help="Run only on agents carrying this tag (repeatable).")
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(1, 100),
-    help="Attempts, the first included. Crashes, timeouts and lost attempts are retried; "
-    "a failing exit code is not, unless --retry-on-exit.",
-)
-@click.option(
-    "--retry-on-exit",
-    is_flag=True,
-    default=None,
-    help="Retry the task when its command exits non-zero (tasks file: retry_on_exit = true).",
-)
+@click.option("--max-attempts", type=click.IntRange(1, 100), help="Attempts, the first included.")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), help="Seconds per attempt.")
-@click.option(
-    "--budget-usd",
-    type=click.FloatRange(0),
-    help="Spend limit of the task across all its attempts (claude): each attempt may spend "
-    "what is left; when nothing is, the task fails max_budget.",
-)
+@click.option("--budget-usd", type=click.FloatRange(0), help="Spend limit of the task (claude).")
 @click.option("--model", help="Model for the claude runtime.")
 @click.option("--name", help="A name shown instead of the command.")
 @click.option("--env", multiple=True, metavar="NAME=VALUE", help="Extra environment (repeatable).")
@@ -144,7 +130,6 @@ def submit_cmd(
                 name=flags["name"],
                 env=_env_pairs(flags["env"]),
                 idempotency_key=flags["idempotency_key"],
-                retry_on_exit=flags["retry_on_exit"],
             )
         ]
         planned = plan(app.store, requests, app.settings)
@@ -164,7 +149,7 @@ def _list_rows(tasks: list[TaskState]) -> list[list[Any]]:
             x.definition.runtime,
             x.attempt,
             duration(task_duration(x)),
-            f"${x.cost_usd:.4f}",
+            f"${x.cost_usd:.2f}",
             describe(x),
         ]
         for x in tasks
@@ -193,18 +178,16 @@ def list_cmd(app: App, states: tuple[str, ...], priorities: tuple[int, ...], as_
 
 def _show(x: TaskState) -> str:
     d = x.definition
-    what = f"command: {' '.join(d.command)}" if d.command else f"prompt: {describe(x, 200)}"
+    prompt = redact(" ".join((d.prompt or "").split()))
+    prompt = prompt if len(prompt) <= 200 else prompt[:199] + "…"
+    what = f"command: {' '.join(d.command)}" if d.command else f"prompt: {prompt}"
     lines = [
         f"task {x.task_id}" + (f" ({d.name})" if d.name else ""),
-        f"state: {state_style(x.state)}"
-        + (f" ({x.last_failure}: {x.last_reason})" if x.last_failure else ""),
+        f"state: {state_style(x.state)}{ending_note(x)}",
         f"runtime: {d.runtime}   priority: {d.priority}   attempts: {x.attempt}/{d.max_attempts}",
         what,
         f"submitted: {stamp(x.submitted_at)}   finished: {stamp(x.finished_at)}",
-        f"cost: ${x.cost_usd:.4f}"
-        + (f" of ${d.budget_usd:.4f}" if d.budget_usd is not None else "")
-        + (" so far" if x.state in ("assigned", "running") else "")
-        + f"   tokens: {x.input_tokens} in, {x.output_tokens} out",
+        f"cost: ${x.cost_usd:.4f}   tokens: {x.input_tokens} in, {x.output_tokens} out",
     ]
     for label, value in (
         ("repo", d.repo),
@@ -212,7 +195,6 @@ def _show(x: TaskState) -> str:
         ("after", ", ".join(d.after)),
         ("tags", ", ".join(d.tags)),
         ("timeout", d.timeout),
-        ("retry on exit", "yes" if d.retry_on_exit else ""),
         ("model", d.model),
         ("worktree", x.workspace),
         ("branch", x.branch),
@@ -232,14 +214,15 @@ def _show(x: TaskState) -> str:
                 r.agent_id or "-",
                 stamp(r.started_at),
                 duration(r.finished_at - r.started_at if r.finished_at and r.started_at else None),
-                f"${r.cost_usd:.4f}",
                 r.failure or "",
                 (r.reason or "")[:60],
             ]
             for r in x.history
         ]
-        head = ["ATTEMPT", "OUTCOME", "AGENT", "STARTED", "TOOK", "COST", "FAILURE", "REASON"]
-        lines += ["", table(head, rows)]
+        lines += [
+            "",
+            table(["ATTEMPT", "OUTCOME", "AGENT", "STARTED", "TOOK", "FAILURE", "REASON"], rows),
+        ]
     return "\n".join(lines)
 
 
