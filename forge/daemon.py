@@ -39,10 +39,9 @@ from events.keys import Keys
 from events.state import FleetState
 from events.store import EventStore, redis_errors
 from forge.daemon_process import DaemonFiles, PidRecord, hold_lock, process_create_time
-from forge.errors import ForgeError
 from forge.log import get_logger
 from forge.private_files import private_directory, write_private
-from forge.runtimes import available_runtimes, get_runtime
+from forge.runtimes import available_runtimes, load_factory, shadowed_plugins
 from forge.runtimes.workspace import GitWorkspaces
 from forge.settings import Settings, environment
 
@@ -150,19 +149,24 @@ def workspaces(settings: Settings) -> GitWorkspaces:
 
 
 def build_runtimes(settings: Settings) -> dict[str, RuntimeAdapter]:
-    """Every runtime that can be built here (shell and noop always; claude when installed,
-    configured by `runtime.claude_binary` and `runtime.default_model`)."""
+    """Every runtime that can be built here: shell and noop always, claude when installed, and
+    those of plugins (`forge.runtimes` entry points). A factory with `from_settings` gets the
+    settings (the claude runtime: `runtime.claude_binary`, `runtime.default_model`). A runtime
+    that cannot be built is left out with a warning; its tasks fail as of an unknown runtime."""
     out: dict[str, RuntimeAdapter] = {}
+    for name in shadowed_plugins():
+        get_logger("forge.daemon").warning(
+            "plugin runtime ignored: the name is built in", runtime=name
+        )
     for name in available_runtimes():
         try:
-            if name == "claude":
-                from forge.runtimes.claude import ClaudeRuntime
-
-                out[name] = ClaudeRuntime.from_settings(settings)
-            else:
-                out[name] = get_runtime(name)
-        except (ForgeError, ImportError) as e:
-            get_logger("forge.daemon").warning("runtime unavailable", runtime=name, error=str(e))
+            factory = load_factory(name)
+            from_settings = getattr(factory, "from_settings", None)
+            out[name] = from_settings(settings) if callable(from_settings) else factory()
+        except Exception as e:  # a plugin's own error must not stop the daemon
+            get_logger("forge.daemon").warning(
+                "runtime unavailable", runtime=name, error=f"{type(e).__name__}: {e}"
+            )
     return out
 
 

@@ -53,6 +53,7 @@ def list_cmd(app: App, show_all: bool, as_json: bool) -> None:
         return
     headers = ["ID", "STATUS", "RUNTIME", "TAGS", "TASK", "NODE", "SINCE"]
     click.echo(table(headers, _rows(agents)) if agents else "no agents")
+    click.echo(f"runtimes: {', '.join(available_runtimes())}")
 
 
 def _live_agent(state: FleetState, agent_id: str) -> AgentState:

@@ -22,7 +22,9 @@ from forge.runtimes.registry import (
     UnknownRuntime,
     available_runtimes,
     get_runtime,
+    load_factory,
     register_runtime,
+    shadowed_plugins,
 )
 from forge.runtimes.shell import ShellRuntime
 
@@ -40,8 +42,10 @@ __all__ = [
     "default_outcome",
     "get_runtime",
     "iter_log_lines",
+    "load_factory",
     "read_status",
     "register_runtime",
     "secret_env_names",
+    "shadowed_plugins",
     "status_path_for",
 ]
