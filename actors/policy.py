@@ -96,7 +96,7 @@ def build_spec(task: TaskState, attempt: int, config: OrchestratorConfig) -> Tas
         attempt=attempt,
         log_path=log_path,
         command=definition.command,
-        prompt=definition.prompt,
+        prompt=task.follow_up or definition.prompt,  # `forge task continue` sets it
         cwd=definition.cwd,
         env={**config.base_env, **definition.env},
         timeout=definition.timeout if definition.timeout is not None else config.default_timeout,

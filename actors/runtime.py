@@ -93,9 +93,10 @@ class Workspaces(Protocol):
         """The task's worktree path and branch, created on first use, found again later."""
         ...
 
-    def release(self, task_id: str, repo: str, *, succeeded: bool) -> None:
+    def release(self, task_id: str, repo: str, *, succeeded: bool, attempt: int = 0) -> None:
         """The task is over: remove its worktree if the retention policy says so (a branch
-        with commits is kept)."""
+        with commits is kept). After a successful `attempt`, what it left uncommitted is
+        committed on the task's branch first."""
         ...
 
 

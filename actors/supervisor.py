@@ -301,7 +301,9 @@ class AgentSupervisor(pykka.ThreadingActor):
         self.current = None
         if outcome.ok and cur.spec.repo is not None and self.workspaces is not None:
             try:
-                self.workspaces.release(cur.spec.task_id, cur.spec.repo, succeeded=True)
+                self.workspaces.release(
+                    cur.spec.task_id, cur.spec.repo, succeeded=True, attempt=cur.spec.attempt
+                )
             except Exception as e:  # the result stands; the worktree is left for cleanup
                 self.log.warning("worktree not removed", task_id=cur.spec.task_id, error=str(e))
         self.orchestrator.tell(

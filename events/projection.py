@@ -287,6 +287,39 @@ def _cancelled(state: FleetState, e: t.TaskCancelled) -> None:
         task.last_reason = e.reason
 
 
+# -- landing an agent's work -----------------------------------------------------------------
+
+
+def _continued(state: FleetState, e: t.TaskContinued) -> None:
+    task = _task(state, e)
+    if task is None:
+        return
+    task.follow_up = e.prompt
+    if e.session_id is not None:
+        task.session_id = e.session_id
+    task.not_before = None
+    task.finished_at = None
+    task.merged_into = task.merge_commit = None
+    state.retry_requests.pop(e.task_id, None)
+    _enqueue(state, task)
+
+
+def _merged(state: FleetState, e: t.TaskMerged) -> None:
+    task = state.tasks.get(e.task_id)
+    if task is None:
+        anomaly(state, e)
+        return
+    task.merged_into, task.merge_commit = e.into, e.commit
+
+
+def _discarded(state: FleetState, e: t.TaskDiscarded) -> None:
+    task = state.tasks.get(e.task_id)
+    if task is None:
+        anomaly(state, e)
+        return
+    task.discarded = True
+
+
 # -- control requests ----------------------------------------------------------------------
 
 
@@ -322,6 +355,9 @@ _HANDLERS: dict[type[t.Event], Handler] = {
     t.TaskRetryScheduled: _retry_scheduled,
     t.TaskDeadLettered: _dead_lettered,
     t.TaskCancelled: _cancelled,
+    t.TaskContinued: _continued,
+    t.TaskMerged: _merged,
+    t.TaskDiscarded: _discarded,
     t.TaskCancelRequested: _cancel_requested,
     t.TaskRetryRequested: _retry_requested,
     t.AgentSpawnRequested: _agent_request,

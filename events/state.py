@@ -83,6 +83,10 @@ class TaskState(msgspec.Struct, kw_only=True):
     finished_at: float | None = None
     queued_seq: int = 0
     history: list[AttemptRecord] = []
+    follow_up: str | None = None  # `forge task continue`: the prompt of the next attempts
+    merged_into: str | None = None  # `forge task merge`: the branch its work landed on
+    merge_commit: str | None = None  # ... and that branch's new head
+    discarded: bool = False  # `forge task discard`: its worktree and branch were removed
 
     @property
     def terminal(self) -> bool:

@@ -20,6 +20,7 @@ from events.types import (
     TaskCancelled,
     TaskCheckpointed,
     TaskCompleted,
+    TaskContinued,
     TaskDeadLettered,
     TaskFailed,
     TaskProgress,
@@ -85,5 +86,7 @@ TRANSITIONS: dict[type[Event], Transition] = {
         frozenset({"failed", "retry_wait", "queued", "pending"}), "dead_lettered", False
     ),
     TaskCancelled: Transition(_NOT_DONE, "cancelled", False),
+    # `forge task continue`: an ended task runs again, resuming its session
+    TaskContinued: Transition(TERMINAL_STATES, "queued", False),
 }
 """The task events and their transitions; other events do not touch task state."""

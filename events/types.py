@@ -51,9 +51,12 @@ __all__ = [
     "TaskCancelled",
     "TaskCheckpointed",
     "TaskCompleted",
+    "TaskContinued",
     "TaskDeadLettered",
     "TaskDefinition",
+    "TaskDiscarded",
     "TaskFailed",
+    "TaskMerged",
     "TaskProgress",
     "TaskQueued",
     "TaskRetryRequested",
@@ -332,6 +335,58 @@ class NodeLeaseLost(Event, tag="node.lease_lost", frozen=True, kw_only=True):
     reason: str = ""
 
 
+# -- landing an agent's work (appended by `forge task merge|discard|continue`) ---------------
+
+
+class TaskMerged(Event, tag="task.merged", frozen=True, kw_only=True):
+    """The task's branch was merged into `into`; `commit` is the target's new head (a merge
+    commit, a squashed commit, or the branch's own head after a fast-forward)."""
+
+    task_id: str
+    branch: str
+    into: str
+    commit: str
+    base: str = ""  # the commit the task's worktree started from
+    head: str = ""  # the task branch's head that was merged
+    squash: bool = False
+
+
+class TaskDiscarded(Event, tag="task.discarded", frozen=True, kw_only=True):
+    """The task's worktree and branch were removed; `head` is the commit the branch pointed
+    to (empty if there was no branch), so the discarded work can still be found by id."""
+
+    task_id: str
+    branch: str
+    head: str = ""
+    worktree: str | None = None
+
+
+class TaskContinued(Event, tag="task.continued", frozen=True, kw_only=True):
+    """An ended task is queued again for a follow-up: its next attempt resumes the same
+    Claude session (`--resume`) in the same worktree and branch, with `prompt` as the message."""
+
+    task_id: str
+    prompt: str
+    session_id: str | None = None
+    after_attempt: int = 0  # the attempt the follow-up continues
+
+
+# -- permission denials --------------------------------------------------------------------
+
+
+class TaskPermissionDenied(Event, tag="task.permission_denied", frozen=True, kw_only=True):
+    """Claude Code refused one tool call of an attempt (its result line's `permission_denials`).
+
+    `summary` is the redacted, shortened command, path or URL of the call (never a file's
+    content)."""
+
+    task_id: str
+    attempt: int
+    tool: str
+    tool_use_id: str = ""
+    summary: str = ""
+
+
 AnyEvent = (
     TaskSubmitted
     | TaskQueued
@@ -369,6 +424,9 @@ AnyEvent = (
     | DaemonStopped
     | NodeLeaseTaken
     | NodeLeaseLost
+    | TaskMerged
+    | TaskDiscarded
+    | TaskContinued
 )
 """The tagged union of every event type (decode target of the codec)."""
 

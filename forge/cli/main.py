@@ -18,6 +18,7 @@ from forge.cli.app import App
 from forge.cli.config_cmd import config
 from forge.cli.daemon_cmd import daemon
 from forge.cli.events_cmd import events
+from forge.cli.land_cmd import LAND_COMMANDS
 from forge.cli.run_cmd import run
 from forge.cli.server_cmd import server
 from forge.cli.status_cmd import status
@@ -102,6 +103,8 @@ def cli(
 
 for command in (task, agent, daemon, events, run, status, config, server):
     cli.add_command(command)
+for command in LAND_COMMANDS:  # diff, merge, discard, continue, attach, cleanup
+    task.add_command(command)
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from forge.cli.render import (
 )
 from forge.cli.task_logs import follow_task, log_path, print_attempt
 from forge.errors import ForgeError, InvalidTask, NotFound
-from forge.runtimes.workspace import BRANCH_PREFIX, branch_for, cleanup_worktrees
 from forge.submit import TaskRequest, plan, read_tasks_file, submit
 
 __all__ = ["task"]
@@ -310,34 +309,3 @@ def history_cmd(app: App, task_id: str, as_json: bool) -> None:
         return
     rows = [[stamp(e.event.at), tag_of(e.event), details(e.event, skip_task=True)] for e in entries]
     click.echo(table(["TIME", "EVENT", "DETAILS"], rows))
-
-
-@task.command("cleanup")
-@click.option("--force", is_flag=True, help="Also remove worktrees with uncommitted changes.")
-@click.option("--delete-branches", is_flag=True, help="Also delete branches that hold commits.")
-@json_option
-@pass_app
-def cleanup_cmd(app: App, force: bool, delete_branches: bool, as_json: bool) -> None:
-    """Remove the git worktrees of tasks that have ended (branches with commits are kept)."""
-    state = fleet_state(app)
-    repos = sorted({x.definition.repo for x in state.tasks.values() if x.definition.repo})
-    live = {tid for tid, x in state.tasks.items() if not x.terminal}
-    removed: list[dict[str, str]] = []
-    for repo in repos:
-        if not Path(repo).is_dir():
-            continue
-        for ws in cleanup_worktrees(
-            repo,
-            lambda name: any(branch_for(tid) == BRANCH_PREFIX + name for tid in live),
-            force=force,
-            delete_branches=delete_branches,
-        ):
-            removed.append({"repo": ws.repo, "worktree": ws.path, "branch": ws.branch})
-    echo_data(
-        removed,
-        as_json,
-        lambda rows: (
-            "\n".join(f"removed {r['worktree']} ({r['branch']})" for r in rows)
-            or "no worktrees to remove"
-        ),
-    )

@@ -2,6 +2,10 @@
 
 A task's worktree lives at `<root>/<task id>` on the branch `forge/<task id>`, started from the
 repository's HEAD, so that agents running at once on one repository never edit the same files.
+The commit it started from and the branch HEAD was on are recorded as refs of the repository
+(`refs/forge/base/<task id>`, and the symbolic `refs/forge/onto/<task id>`: one file each, so
+agents starting at once never contend for a lock), so that the task's work can be diffed and
+merged later against the right base; deleting the task's branch deletes them too.
 A retry of the task finds the same worktree again (Claude Code's `--resume` needs the same
 working directory). When the task ends the worktree is removed or kept according to a
 `Retention` policy; a branch that holds commits is never deleted unless asked, and a worktree
@@ -25,15 +29,23 @@ __all__ = [
     "BRANCH_PREFIX",
     "GitWorkspaces",
     "Retention",
+    "Swept",
     "Workspace",
     "WorkspaceError",
     "branch_for",
     "cleanup_worktrees",
+    "commit_leftovers",
+    "dirty_files",
+    "find_worktree",
+    "git",
     "has_commits",
+    "identity_options",
     "is_dirty",
     "is_git_repository",
     "prepare_worktree",
     "release_worktree",
+    "remove_branch",
+    "sweep_worktrees",
 ]
 
 BRANCH_PREFIX = "forge/"
@@ -50,12 +62,14 @@ class WorkspaceError(ForgeError):
 
 @dataclass(frozen=True)
 class Workspace:
-    """A task's worktree: where it is, its branch, and the commit it started from."""
+    """A task's worktree: where it is, its branch, the commit it started from and the branch
+    the repository's HEAD was on then (empty if it was detached or is not known)."""
 
     repo: str
     path: str
     branch: str
     base: str
+    onto: str = ""
 
 
 def _git(repo: str | Path, *args: str) -> str:
@@ -73,6 +87,23 @@ def _git(repo: str | Path, *args: str) -> str:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise WorkspaceError(f"git {args[0]} failed in {repo}: {detail[-1] if detail else '?'}")
     return done.stdout.strip()
+
+
+def git(repo: str | Path, *args: str) -> str:
+    """Run git in `repo` and return its stdout; WorkspaceError with git's last line if it fails."""
+    return _git(repo, *args)
+
+
+def identity_options(repo: str | Path) -> list[str]:
+    """`-c` options giving git a committer when the repository has none configured (the
+    environment's GIT_AUTHOR_*/GIT_COMMITTER_* still win over them)."""
+    options = []
+    for key, fallback in (("user.name", "Forge"), ("user.email", "forge@localhost")):
+        try:
+            _git(repo, "config", key)
+        except WorkspaceError:
+            options += ["-c", f"{key}={fallback}"]
+    return options
 
 
 def branch_for(task_id: str) -> str:
@@ -102,6 +133,46 @@ def _branch_exists(repo: str, branch: str) -> bool:
     return True
 
 
+def _read(repo: str, *args: str) -> str:
+    try:
+        return _git(repo, *args)
+    except WorkspaceError:
+        return ""
+
+
+def _base_refs(branch: str) -> tuple[str, str]:
+    name = branch.removeprefix(BRANCH_PREFIX)
+    return f"refs/forge/base/{name}", f"refs/forge/onto/{name}"
+
+
+def remove_branch(repo: str, branch: str, *, force: bool) -> None:
+    """Delete a task's branch (`-d`, or `-D` with `force`) and its recorded base."""
+    _git(repo, "branch", "-D" if force else "-d", branch)
+    base_ref, onto_ref = _base_refs(branch)
+    _read(repo, "update-ref", "-d", base_ref)
+    _read(repo, "symbolic-ref", "--delete", onto_ref)
+
+
+def _workspace(repo_top: str, path: Path, branch: str) -> Workspace:
+    """The workspace of an existing branch, with its recorded base (or, for a branch made
+    before bases were recorded, its merge base with HEAD)."""
+    base_ref, onto_ref = _base_refs(branch)
+    base = _read(repo_top, "rev-parse", "--verify", "--quiet", base_ref)
+    if not base:
+        base = _git(repo_top, "merge-base", "HEAD", branch)
+    onto = _read(repo_top, "symbolic-ref", "-q", onto_ref).removeprefix("refs/heads/")
+    return Workspace(repo=repo_top, path=str(path), branch=branch, base=base, onto=onto)
+
+
+def find_worktree(repo: str | Path, task_id: str, root: str | Path) -> Workspace | None:
+    """The task's workspace if its branch exists (its worktree may be gone), else None."""
+    repo_top = _git(repo, "rev-parse", "--show-toplevel")
+    branch = branch_for(task_id)
+    if not _branch_exists(repo_top, branch):
+        return None
+    return _workspace(repo_top, Path(root).resolve() / branch.removeprefix(BRANCH_PREFIX), branch)
+
+
 def prepare_worktree(repo: str | Path, task_id: str, root: str | Path) -> Workspace:
     """The task's worktree, created on first use (from HEAD) and found again afterwards."""
     repo_top = _git(repo, "rev-parse", "--show-toplevel")
@@ -111,18 +182,21 @@ def prepare_worktree(repo: str | Path, task_id: str, root: str | Path) -> Worksp
     if str(path) in existing:
         if existing[str(path)] != branch:
             raise WorkspaceError(f"{path} is a worktree of another branch")
-        base = _git(repo_top, "merge-base", "HEAD", branch)
-        return Workspace(repo=repo_top, path=str(path), branch=branch, base=base)
+        return _workspace(repo_top, path, branch)
     if path.exists():
         raise WorkspaceError(f"{path} exists and is not this task's worktree")
     private_directory(path.parent)  # the checkout git makes inside keeps git's own modes
     if _branch_exists(repo_top, branch):  # a kept branch: carry on from where it was
         _git(repo_top, "worktree", "add", str(path), branch)
-        base = _git(repo_top, "merge-base", "HEAD", branch)
-    else:
-        base = _git(repo_top, "rev-parse", "HEAD")
-        _git(repo_top, "worktree", "add", "-b", branch, str(path), base)
-    return Workspace(repo=repo_top, path=str(path), branch=branch, base=base)
+        return _workspace(repo_top, path, branch)
+    base = _git(repo_top, "rev-parse", "HEAD")
+    onto = _git(repo_top, "branch", "--show-current")
+    _git(repo_top, "worktree", "add", "-b", branch, str(path), base)
+    base_ref, onto_ref = _base_refs(branch)
+    _git(repo_top, "update-ref", base_ref, base)
+    if onto:
+        _git(repo_top, "symbolic-ref", onto_ref, f"refs/heads/{onto}")
+    return Workspace(repo=repo_top, path=str(path), branch=branch, base=base, onto=onto)
 
 
 def has_commits(workspace: Workspace) -> bool:
@@ -134,6 +208,30 @@ def has_commits(workspace: Workspace) -> bool:
 def is_dirty(workspace: Workspace) -> bool:
     """Whether the worktree has uncommitted changes (untracked files included)."""
     return bool(_git(workspace.path, "status", "--porcelain"))
+
+
+def dirty_files(path: str | Path) -> list[str]:
+    """The files of a checkout with uncommitted changes (untracked ones included)."""
+    return [line[3:] for line in _git(path, "status", "--porcelain").splitlines() if line]
+
+
+def commit_leftovers(workspace: Workspace, message: str) -> str | None:
+    """Commit whatever the agent left uncommitted in its worktree (untracked files included,
+    ignored ones not) on the task's branch; the new commit's id, or None if it was clean.
+    Hooks are skipped: this commit keeps work, it does not vouch for it."""
+    if not Path(workspace.path).is_dir() or not is_dirty(workspace):
+        return None
+    _git(workspace.path, "add", "--all")
+    _git(
+        workspace.path,
+        *identity_options(workspace.path),
+        "commit",
+        "-q",
+        "--no-verify",
+        "-m",
+        message,
+    )
+    return _git(workspace.path, "rev-parse", "HEAD")
 
 
 def release_worktree(
@@ -156,9 +254,9 @@ def release_worktree(
         return False
     _git(workspace.repo, "worktree", "remove", *(["--force"] if force else []), workspace.path)
     if delete_branch:
-        _git(workspace.repo, "branch", "-D", workspace.branch)
+        remove_branch(workspace.repo, workspace.branch, force=True)
     elif not has_commits(workspace):
-        _git(workspace.repo, "branch", "-d", workspace.branch)
+        remove_branch(workspace.repo, workspace.branch, force=False)
     return True
 
 
@@ -191,6 +289,72 @@ def cleanup_worktrees(
     return removed
 
 
+@dataclass(frozen=True)
+class Swept:
+    """What `sweep_worktrees` did with one `forge/` worktree: removed or kept, and why."""
+
+    workspace: Workspace
+    removed: bool
+    note: str
+
+
+def sweep_worktrees(
+    repo: str | Path,
+    keep_reason: Callable[[str], str | None],
+    *,
+    force: bool = False,
+    delete_branches: bool = False,
+) -> list[Swept]:
+    """Remove every `forge/` worktree whose task no longer needs it, and say what was done.
+
+    `keep_reason(name)` (name: the branch after `forge/`) says why a worktree must stay, or
+    None. Uncommitted changes of a removed worktree are committed on its branch first (with
+    `force`: dropped). A branch with commits stays unless `delete_branches`. A worktree that
+    cannot be removed is reported as kept, with git's reason.
+    """
+    repo_top = _git(repo, "rev-parse", "--show-toplevel")
+    _git(repo_top, "worktree", "prune")
+    swept: list[Swept] = []
+    for path, branch in _worktrees(repo_top).items():
+        if not branch.startswith(BRANCH_PREFIX):
+            continue
+        name = branch.removeprefix(BRANCH_PREFIX)
+        try:
+            workspace = _workspace(repo_top, Path(path), branch)
+        except WorkspaceError as e:
+            swept.append(Swept(Workspace(repo_top, path, branch, ""), False, str(e)))
+            continue
+        reason = keep_reason(name)
+        if reason is not None:
+            swept.append(Swept(workspace, False, reason))
+            continue
+        try:
+            swept.append(_sweep_one(workspace, name, force, delete_branches))
+        except WorkspaceError as e:
+            swept.append(Swept(workspace, False, str(e)))
+    return swept
+
+
+def _sweep_one(workspace: Workspace, name: str, force: bool, delete_branches: bool) -> Swept:
+    notes = []
+    if Path(workspace.path).is_dir() and is_dirty(workspace):
+        if force:
+            notes.append(f"uncommitted changes dropped ({len(dirty_files(workspace.path))} files)")
+        else:
+            message = f"forge: uncommitted changes of task {name}, kept by cleanup"
+            commit = commit_leftovers(workspace, message) or ""
+            notes.append(f"uncommitted changes committed as {commit[:12]}")
+    release_worktree(
+        workspace, succeeded=True, retention="never", force=True, delete_branch=delete_branches
+    )
+    if _branch_exists(workspace.repo, workspace.branch):
+        count = _git(workspace.repo, "rev-list", "--count", f"{workspace.base}..{workspace.branch}")
+        notes.append(f"branch kept ({count} commits; merge or discard the task)")
+    else:
+        notes.append("branch deleted")
+    return Swept(workspace, True, "; ".join(notes))
+
+
 def is_git_repository(path: str | Path) -> bool:
     """Whether `path` is inside a git work tree."""
     try:
@@ -203,7 +367,10 @@ class GitWorkspaces:
     """The `actors.runtime.Workspaces` of a Forge home: worktrees under `root/<repo>-<hash>/`.
 
     A task's worktree is removed once the task completes (its branch stays if it holds
-    commits); a failed attempt's worktree is kept for inspection and for the retry.
+    commits); a failed attempt's worktree is kept for inspection and for the retry. What a
+    successful attempt left uncommitted is first committed on the task's branch
+    (`forge: uncommitted changes of task X attempt N`), so nothing is lost and the task's
+    diff and merge see it.
     """
 
     def __init__(self, root: str | Path, retention: Retention = "on_failure") -> None:
@@ -220,6 +387,19 @@ class GitWorkspaces:
         workspace = prepare_worktree(repo, task_id, self._root_for(repo))
         return workspace.path, workspace.branch
 
-    def release(self, task_id: str, repo: str, *, succeeded: bool) -> None:
-        workspace = prepare_worktree(repo, task_id, self._root_for(repo))
+    def root_for(self, repo: str) -> Path:
+        """The directory holding this repository's task worktrees."""
+        return self._root_for(repo)
+
+    def find(self, task_id: str, repo: str) -> Workspace | None:
+        """The task's workspace if its branch exists (its worktree may have been removed)."""
+        return find_worktree(repo, task_id, self._root_for(repo))
+
+    def release(self, task_id: str, repo: str, *, succeeded: bool, attempt: int = 0) -> None:
+        workspace = find_worktree(repo, task_id, self._root_for(repo))
+        if workspace is None or not Path(workspace.path).is_dir():
+            return
+        if succeeded:
+            which = f" attempt {attempt}" if attempt else ""
+            commit_leftovers(workspace, f"forge: uncommitted changes of task {task_id}{which}")
         release_worktree(workspace, succeeded=succeeded, retention=self.retention)

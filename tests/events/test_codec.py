@@ -19,7 +19,7 @@ def test_every_event_round_trips(event: Event) -> None:
 
 
 def test_tags_are_explicit_and_unique() -> None:
-    assert len(EVENT_TYPES) == 36
+    assert len(EVENT_TYPES) == 39
     for tag, cls in EVENT_TYPES.items():
         assert "." in tag, f"{cls.__name__} needs an explicit dotted tag"
         assert isinstance(cls.schema, int)
