@@ -116,7 +116,7 @@ CLI_COMMANDS: dict[tuple[str, ...], dict[str, bool]] = {
     ("task", "cancel"): {},
     ("task", "retry"): {},
     ("task", "history"): {"--json": False},
-    ("task", "logs"): {"--attempt": True},
+    ("task", "logs"): {"--attempt": True, "--raw": False},
     ("events", "replay"): {"--until": True, "--no-snapshot": False, "--json": False},
     ("events", "export"): {"--since": True, "--until": True},
     ("events", "tail"): {"--lines": True, "--type": True, "--task": True, "--json": False},
@@ -130,7 +130,7 @@ CLI_COMMANDS: dict[tuple[str, ...], dict[str, bool]] = {
     ("events", "stats"): {"--json": False},
     ("events", "verify"): {"--json": False},
     ("daemon", "status"): {"--json": False},
-    ("daemon", "logs"): {"-n": True},
+    ("daemon", "logs"): {"-n": True, "--raw": False, "--console": False},
     ("status",): {"--json": False},
 }
 

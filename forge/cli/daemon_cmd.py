@@ -13,7 +13,8 @@ import click
 
 from events import types as t
 from forge.cli.app import App, echo_data, json_option, pass_app
-from forge.cli.render import DaemonInfo, daemon_info, duration, fleet_state, stamp
+from forge.cli.daemon_log_view import render_log_line
+from forge.cli.render import DaemonInfo, daemon_info, duration, fleet_state, is_tty, stamp
 from forge.connection import connect
 from forge.daemon import Daemon
 from forge.daemon_process import DaemonFiles, python_argv, spawn_background, wait_gone
@@ -165,16 +166,27 @@ def status_cmd(app: App, as_json: bool) -> None:
 @daemon.command("logs")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C ends).")
 @click.option("--lines", "-n", type=click.IntRange(0), default=50, show_default=True)
+@click.option("--raw", "--json", "raw", is_flag=True, help="The JSON lines as written.")
+@click.option("--console", is_flag=True, help="Console lines even when stdout is not a terminal.")
 @pass_app
-def logs_cmd(app: App, follow: bool, lines: int) -> None:
-    """Print the daemon's log file."""
+def logs_cmd(app: App, follow: bool, lines: int, raw: bool, console: bool) -> None:
+    """Print the daemon's log: console lines on a terminal, its JSON lines otherwise."""
+    if raw and console:
+        raise click.UsageError("give --raw or --console, not both")
     path = DaemonFiles(app.settings.home_path).logfile
     if not path.exists():
         raise DaemonError(f"no daemon log yet at {path}")
+    tty = is_tty()
+    pretty = console or (tty and not raw)
+
+    def show(line: str) -> None:
+        for out in render_log_line(line, colour=tty) if pretty else [line]:
+            click.echo(out)
+
     with open(path, "rb") as f:
         tail = f.read().decode("utf-8", "replace").splitlines()[-lines:] if lines else []
         for line in tail:
-            click.echo(line)
+            show(line)
         if not follow:
             return
         pending = b""
@@ -185,7 +197,7 @@ def logs_cmd(app: App, follow: bool, lines: int) -> None:
                     time.sleep(0.2)
                     continue
                 *complete, pending = (pending + chunk).split(b"\n")
-                for raw in complete:
-                    click.echo(raw.decode("utf-8", "replace"))
+                for raw_line in complete:
+                    show(raw_line.decode("utf-8", "replace"))
         except KeyboardInterrupt:
             return
