@@ -105,4 +105,5 @@ def build_spec(task: TaskState, attempt: int, config: OrchestratorConfig) -> Tas
         session_id=session_id,
         resume=resume,
         repo=definition.repo,
+        approval_rules=list(task.approval_rules),
     )

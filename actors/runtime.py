@@ -18,6 +18,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
+from events.approvals import ApprovalRule
+
 __all__ = [
     "FailureClass",
     "Health",
@@ -80,6 +82,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     permission_mode: str | None = None
     append_system_prompt: str | None = None
     mcp_config: str | None = None
+    # claude: tool calls `forge approve --always` allowed for the rest of the task
+    approval_rules: list[ApprovalRule] = msgspec.field(default_factory=list)
     session_id: str | None = None  # claude: the session id Forge chose for this task
     resume: bool = False  # claude: continue `session_id` with --resume
     repo: str | None = None  # run in this task's own git worktree of this repository

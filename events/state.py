@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from events.approvals import ApprovalRule, ApprovalState
 from events.redact import redact_value
 from events.transitions import TERMINAL_STATES
 from events.types import TaskDefinition
@@ -83,6 +84,8 @@ class TaskState(msgspec.Struct, kw_only=True):
     finished_at: float | None = None
     queued_seq: int = 0
     history: list[AttemptRecord] = []
+    pending_approvals: list[str] = []  # ids of tool calls waiting for `forge approve|deny`
+    approval_rules: list[ApprovalRule] = []  # what `forge approve --always` allowed
     follow_up: str | None = None  # `forge task continue`: the prompt of the next attempts
     merged_into: str | None = None  # `forge task merge`: the branch its work landed on
     merge_commit: str | None = None  # ... and that branch's new head
@@ -160,6 +163,7 @@ class FleetState(msgspec.Struct, kw_only=True):
     cancel_requests: dict[str, float] = {}  # task id -> when requested, until it ends
     retry_requests: dict[str, float] = {}  # task id -> when requested, until it is queued
     agent_requests: int = 0
+    approvals: dict[str, ApprovalState] = {}  # approval id -> request and answer
     position: str = "0-0"
     event_count: int = 0
     anomalies: int = 0

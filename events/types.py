@@ -35,11 +35,12 @@ __all__ = [
     "AgentTerminated",
     "AgentUnhealthy",
     "AnyEvent",
+    "ApprovalAnswered",
+    "ApprovalRequested",
     "BreakerClosed",
     "BreakerHalfOpened",
     "BreakerOpened",
     "BudgetExhausted",
-    "BudgetLimitSet",
     "DaemonStarted",
     "DaemonStopRequested",
     "DaemonStopped",
@@ -96,7 +97,6 @@ class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     env: dict[str, str] = {}
     idempotency_key: str | None = None
     name: str | None = None
-    retry_on_exit: bool = False  # a failing exit code is retried like a crash (up to max_attempts)
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
@@ -389,16 +389,39 @@ class TaskPermissionDenied(Event, tag="task.permission_denied", frozen=True, kw_
     summary: str = ""
 
 
-# -- the fleet budget's limit --------------------------------------------------------------
+# -- approvals (appended by an agent's approval server and by `forge approve|deny`) --------
 
 
-class BudgetLimitSet(Event, tag="budget.limit_set", frozen=True, kw_only=True):
-    """The fleet budget a starting daemon enforces (`orchestrator.fleet_budget_usd`; None: no
-    limit), recorded when it differs from the one the log holds. The projection judges
-    `budget_exhausted` against it, so raising the limit reopens the fleet, lowering it closes it.
-    """
+class ApprovalRequested(Event, tag="approval.requested", frozen=True, kw_only=True):
+    """A tool call the task's policy neither allows nor denies waits for a person's answer.
 
-    limit_usd: float | None = None
+    `summary` is the redacted command, path or URL (never a whole file); `match` is the digest an
+    `--always` rule made from it would match (`events.approvals.match_key`). Unanswered, it is
+    denied at `expires_at` (= `at` + `timeout`), so no reader needs a clock to judge it."""
+
+    approval_id: str
+    task_id: str
+    attempt: int
+    tool: str
+    summary: str = ""
+    match: str = ""
+    timeout: float = 0.0
+    expires_at: Timestamp = 0.0
+
+
+class ApprovalAnswered(Event, tag="approval.answered", frozen=True, kw_only=True):
+    """The answer to an approval request; the first answer in the log wins.
+
+    `always` (with `allowed`) also allows the same tool and input for the rest of the task;
+    `by` says who answered: `cli` (a person), `timeout` or `unavailable` (the log could not be
+    reached)."""
+
+    approval_id: str
+    task_id: str
+    allowed: bool
+    always: bool = False
+    by: str = "cli"
+    reason: str = ""
 
 
 AnyEvent = (
@@ -441,7 +464,8 @@ AnyEvent = (
     | TaskMerged
     | TaskDiscarded
     | TaskContinued
-    | BudgetLimitSet
+    | ApprovalRequested
+    | ApprovalAnswered
 )
 """The tagged union of every event type (decode target of the codec)."""
 

@@ -21,6 +21,7 @@ from forge.errors import ConfigError
 __all__ = [
     "NAMESPACE_PATTERN",
     "BreakerSettings",
+    "ClaudeSettings",
     "LoggingSettings",
     "OrchestratorSettings",
     "RedisSettings",
@@ -92,6 +93,10 @@ class RuntimeSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields
     )
 
 
+class ClaudeSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    approval_timeout: Positive = 600.0
+
+
 class LoggingSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
@@ -105,6 +110,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
+    claude: ClaudeSettings = msgspec.field(default_factory=ClaudeSettings)
 
     @property
     def home_path(self) -> Path:
@@ -122,6 +128,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "retry": RetrySettings,
     "runtime": RuntimeSettings,
     "logging": LoggingSettings,
+    "claude": ClaudeSettings,
 }
 
 # Short names for the variables people type most; `FORGE_<SECTION>_<FIELD>` always works too.
@@ -154,6 +161,8 @@ FIELD_DOCS = {
     "runtime.task_timeout": "Seconds a task may run when it sets no timeout.",
     "runtime.env_allowlist": "Environment variables passed through to agents.",
     "logging.level": "debug, info, warning or error.",
+    "claude.approval_timeout": "Seconds a tool call waits for `forge approve|deny` before it is "
+    "denied.",
     "logging.format": "auto (console on a TTY, JSON lines otherwise), console or json.",
 }
 

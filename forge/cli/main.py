@@ -15,6 +15,7 @@ from events.redact import redact
 from forge import __version__
 from forge.cli.agent_cmd import agent
 from forge.cli.app import App
+from forge.cli.approvals_cmd import approvals, approve, deny
 from forge.cli.config_cmd import config
 from forge.cli.daemon_cmd import daemon
 from forge.cli.events_cmd import events
@@ -102,6 +103,8 @@ def cli(
 
 
 for command in (task, agent, daemon, events, run, status, config, server):
+    cli.add_command(command)
+for command in (approvals, approve, deny):
     cli.add_command(command)
 for command in LAND_COMMANDS:  # diff, merge, discard, continue, attach, cleanup
     task.add_command(command)

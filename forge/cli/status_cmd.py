@@ -6,9 +6,12 @@ import time
 from typing import Any
 
 import click
+import msgspec
 
-from events.state import FleetState
+from events.approvals import ApprovalState
+from events.state import FleetState, to_builtins
 from forge.cli.app import App, echo_data, json_option, pass_app
+from forge.cli.approvals_cmd import render_approvals, waiting_approvals
 from forge.cli.render import (
     daemon_info,
     describe,
@@ -35,6 +38,7 @@ def _data(app: App, state: FleetState) -> dict[str, Any]:
             "agent_id": x.agent_id,
             "attempt": x.attempt,
             "seconds": task_duration(x),
+            "waiting_approvals": list(x.pending_approvals),
             "what": describe(x),
         }
         for x in state.tasks.values()
@@ -62,6 +66,7 @@ def _data(app: App, state: FleetState) -> dict[str, Any]:
         "budget_usd": state.budget_limit_usd,
         "budget_exhausted": state.budget_exhausted,
         "log": {"events": state.event_count, "position": state.position},
+        "approvals": [to_builtins(a) for a in waiting_approvals(state)],  # waiting tool calls
     }
 
 
@@ -108,7 +113,7 @@ def _render(data: dict[str, Any]) -> str:
         rows = [
             [
                 r["task_id"],
-                state_style(r["state"]),
+                state_style(r["state"]) + (", waits approval" if r["waiting_approvals"] else ""),
                 r["agent_id"] or "-",
                 r["attempt"],
                 duration(r["seconds"]),
@@ -117,6 +122,10 @@ def _render(data: dict[str, Any]) -> str:
             for r in data["running"]
         ]
         lines += ["", table(["RUNNING", "STATE", "AGENT", "ATT", "FOR", "WHAT"], rows)]
+    if data["approvals"]:
+        waiting = [msgspec.convert(a, ApprovalState) for a in data["approvals"]]
+        lines += ["", "waiting for approval (`forge approve ID` / `forge deny ID`):"]
+        lines.append(render_approvals(waiting, time.time()))
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from events.redact import redact
 from events.state import TaskState, to_builtins
 from events.transitions import TASK_STATES
 from forge.cli.app import App, echo_data, json_option, pass_app
+from forge.cli.approvals_cmd import approval_note
 from forge.cli.eventview import details, tag_of, task_history
 from forge.cli.render import (
     daemon_info,
@@ -230,9 +231,12 @@ def _show(x: TaskState) -> str:
 @json_option
 @pass_app
 def show_cmd(app: App, task_id: str, as_json: bool) -> None:
-    """Show one task: definition, state, attempts, log path."""
-    x = task_or_fail(fleet_state(app), task_id)
-    echo_data(to_builtins(x) if as_json else x, as_json, _show)
+    """Show one task: definition, state, attempts, log path, tool calls waiting for approval."""
+    state = fleet_state(app)
+    x = task_or_fail(state, task_id)
+    echo_data(
+        to_builtins(x) if as_json else x, as_json, lambda x: _show(x) + approval_note(state, x)
+    )
 
 
 @task.command("logs")

@@ -15,12 +15,14 @@ out; the command line is only ever shown through `display_argv`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from actors.runtime import FailureClass, Notice, Outcome, RunHandle, TaskSpec
 from events.redact import register_secrets
+from forge.approvals.launch import ApprovalServer
 from forge.log import get_logger
 from forge.runtimes.claude_command import (
     ClaudeNotFound,
@@ -64,6 +66,7 @@ class ClaudeRuntime(ShimRuntime):
         environ: Mapping[str, str] | None = None,
         progress_interval: float = 1.0,
         kill_grace: float = 5.0,
+        approvals: ApprovalServer | None = None,
     ) -> None:
         super().__init__()
         if environ is None:
@@ -74,6 +77,7 @@ class ClaudeRuntime(ShimRuntime):
         self.default_model = default_model
         self.progress_interval = progress_interval
         self.kill_grace = kill_grace
+        self.approvals = approvals  # None: calls the rules leave open are refused, not asked
         self._environ = dict(environ)
         self._resolved: str | None = None
 
@@ -81,9 +85,15 @@ class ClaudeRuntime(ShimRuntime):
     def from_settings(
         cls, settings: Settings, environ: Mapping[str, str] | None = None
     ) -> ClaudeRuntime:
-        """The runtime configured by `runtime.claude_binary` and `runtime.default_model`."""
+        """The runtime configured by `runtime.claude_binary` and `runtime.default_model`, its
+        attempts asking `forge approve|deny` through the log of `settings`."""
         runtime = settings.runtime
-        return cls(runtime.claude_binary, default_model=runtime.default_model, environ=environ)
+        return cls(
+            runtime.claude_binary,
+            default_model=runtime.default_model,
+            environ=environ,
+            approvals=ApprovalServer.from_settings(settings),
+        )
 
     def resolve_binary(self, search_path: str | None = None) -> str:
         """The executable to run (found once); raises `ClaudeNotFound`."""
@@ -102,8 +112,15 @@ class ClaudeRuntime(ShimRuntime):
             binary = self.resolve_binary(spec.env.get("PATH"))
         except ClaudeNotFound as e:
             return CompletedRun(Outcome(ok=False, failure="spawn", reason=str(e)))
-        argv = build_argv(binary, spec, self.default_model)
+        try:
+            approval_config = self._approval_config(spec)
+        except OSError as e:
+            reason = f"cannot write the approval server's config: {e}"
+            return CompletedRun(Outcome(ok=False, failure="spawn", reason=reason))
+        argv = build_argv(binary, spec, self.default_model, approval_config)
         env = agent_environment(spec.env, self._environ, spec.cwd)
+        if approval_config is not None and self.approvals is not None:
+            env["MCP_TOOL_TIMEOUT"] = self.approvals.tool_timeout_ms()
         secrets = sorted({*secret_names(env), *secret_env_names(env)})
         register_secrets(env[name] for name in secrets)
         handler, builder = self._hooks(session_id, sink)
@@ -136,6 +153,14 @@ class ClaudeRuntime(ShimRuntime):
             )
         self._track(run)
         return run
+
+    def _approval_config(self, spec: TaskSpec) -> str | None:
+        """The `--mcp-config` file of this attempt's approval server (written beside its log),
+        or None when nothing is to be asked (no approvals configured, bypassPermissions)."""
+        if self.approvals is None or spec.permission_mode == "bypassPermissions":
+            return None
+        path = Path(spec.log_path).with_suffix(".mcp.json")
+        return self.approvals.write_config(path, spec.task_id, spec.attempt, spec.approval_rules)
 
     def adopt(
         self, spec: TaskSpec, pid: int, create_time: float, sink: Callable[[Notice], None]

@@ -23,8 +23,10 @@ from pathlib import Path
 from actors.runtime import TaskSpec
 from events.errors import ForgeError
 from events.redact import MASK, redact
+from forge.approvals.launch import PROMPT_TOOL
 
 __all__ = [
+    "APPROVAL_TOOL",
     "AUTH_VARIABLES",
     "SECRET_VARIABLES",
     "ClaudeNotFound",
@@ -34,6 +36,10 @@ __all__ = [
     "find_claude_binary",
     "secret_names",
 ]
+
+
+APPROVAL_TOOL = PROMPT_TOOL
+"""What `--permission-prompt-tool` names: the approval server's tool."""
 
 
 class ClaudeNotFound(ForgeError):
@@ -135,8 +141,16 @@ def session_for(spec: TaskSpec) -> tuple[str, bool]:
     return str(uuid.uuid4()), False
 
 
-def build_argv(binary: str, spec: TaskSpec, default_model: str | None = None) -> list[str]:
-    """The command line of one attempt (no shell; the prompt is the last argument)."""
+def build_argv(
+    binary: str,
+    spec: TaskSpec,
+    default_model: str | None = None,
+    approval_config: str | None = None,
+) -> list[str]:
+    """The command line of one attempt (no shell; the prompt is the last argument).
+
+    `approval_config` is the `--mcp-config` file of Forge's approval server: then the calls the
+    permission rules leave open are asked of it (`--permission-prompt-tool`)."""
     if spec.prompt is None:
         raise ForgeError(f"task {spec.task_id}: the claude runtime needs a prompt")
     session_id, resume = session_for(spec)
@@ -159,6 +173,8 @@ def build_argv(binary: str, spec: TaskSpec, default_model: str | None = None) ->
         argv += ["--append-system-prompt", spec.append_system_prompt]
     if spec.mcp_config:
         argv += ["--mcp-config", spec.mcp_config]
+    if approval_config:
+        argv += ["--mcp-config", approval_config, "--permission-prompt-tool", APPROVAL_TOOL]
     # `--` ends the options: a prompt starting with "-" is not taken for a flag, and
     # variadic options such as --allowedTools cannot swallow it.
     return [*argv, "--", spec.prompt]
