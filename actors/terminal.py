@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from actors import reports
 from actors.messages import AttemptEnded, CancelAttempt, Timer
-from actors.policy import BREAKER_FAILURES, IMMEDIATE_RETRY, charged_attempts
-from actors.runtime import Outcome, is_transient
+from actors.policy import BREAKER_FAILURES, IMMEDIATE_RETRY, charged_attempts, retried
+from actors.runtime import Outcome
 from events import types as t
 from events.state import TaskState
 
@@ -82,9 +82,9 @@ def record_outcome(
             failure=outcome.failure or "exit",
             reason=outcome.reason,
             exit_code=outcome.exit_code,
-            transient=is_transient(outcome.failure),
+            transient=retried(task, outcome.failure),
         )
-    if outcome.cost_usd and not outcome.ok:
+    if _new_usage(task, outcome):  # what it spent, kept however it ended
         reports.record_usage(orch, task.task_id, task.attempt, outcome)
     if not orch._append_if(task.task_id, expect, event, *follow):
         orch.log.warning(
@@ -94,6 +94,18 @@ def record_outcome(
     reports.breaker_report(orch, task, outcome.failure, outcome.reason, outcome.reset_at)
     after_end(orch, task)
     return True
+
+
+def _new_usage(task: TaskState, outcome: Outcome) -> bool:
+    """The outcome carries usage the log does not hold yet for this attempt (an outcome
+    without figures, such as `lost` from a dead supervisor, keeps the last ones recorded)."""
+    if not (outcome.cost_usd or outcome.input_tokens or outcome.output_tokens):
+        return False
+    rec = task.current
+    if rec is None or rec.attempt != task.attempt:
+        return True
+    seen = (rec.cost_usd, rec.input_tokens, rec.output_tokens)
+    return seen != (outcome.cost_usd, outcome.input_tokens, outcome.output_tokens)
 
 
 def after_end(orch: Orchestrator, task: TaskState) -> None:
@@ -112,7 +124,7 @@ def doomed(task: TaskState) -> bool:
     """The task will not complete (unless someone retries it by hand): it is cancelled,
     dead-lettered, or failed for a reason that is not retried."""
     if task.state == "failed":
-        return not is_transient(task.last_failure)  # type: ignore[arg-type]
+        return not retried(task, task.last_failure)
     return task.state in ("dead_lettered", "cancelled")
 
 
@@ -123,7 +135,7 @@ def after_failure(orch: Orchestrator, task: TaskState) -> None:
         if not orch.config.breakers.get(task.definition.runtime):
             orch._append([t.TaskQueued(at=now, task_id=task.task_id, reason="requeued")])
         return  # requeued once the breaker has judged the failure (requeue_after_verdict)
-    if not is_transient(failure):  # type: ignore[arg-type]
+    if not retried(task, failure):
         return  # a permanent failure: the task stays failed
     used = charged_attempts(task)
     if used >= task.definition.max_attempts:
@@ -157,6 +169,8 @@ def requeue_after_verdict(orch: Orchestrator, task_id: str) -> None:
     """The breaker has recorded the failure (and opened if it had to): requeue the task; it
     will not be assigned while its breaker is open."""
     orch._catch_up()
+    for trials in orch.trials.values():  # its verdict is in the log: the trial slot is free
+        trials.discard(task_id)
     task = orch.state.tasks.get(task_id)
     if task is not None and task.state == "failed" and task.last_failure in BREAKER_FAILURES:
         orch._append([t.TaskQueued(at=orch._now(), task_id=task_id, reason="requeued")])

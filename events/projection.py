@@ -25,6 +25,7 @@ from events.projection_fleet import (
     _breaker_half_opened,
     _breaker_opened,
     _budget_exhausted,
+    _budget_limit_set,
     _busy,
     _daemon_started,
     _daemon_stopped,
@@ -223,7 +224,12 @@ def _usage(state: FleetState, e: t.TaskUsage) -> None:
     task.output_tokens += e.output_tokens - rec.output_tokens
     rec.input_tokens = e.input_tokens
     rec.output_tokens = e.output_tokens
-    _add_cost(state, task, rec, e.cost_usd)
+    # cumulative for the attempt: the latest figure replaces the last one, down as well as up
+    # (a live estimate is replaced by the CLI's own total at the end)
+    delta = e.cost_usd - rec.cost_usd
+    rec.cost_usd = e.cost_usd
+    task.cost_usd += delta
+    state.total_cost_usd += delta
 
 
 def _checkpointed(state: FleetState, e: t.TaskCheckpointed) -> None:
@@ -254,11 +260,12 @@ def _failed(state: FleetState, e: t.TaskFailed) -> None:
     task = _task(state, e)
     if task is None:
         return
+    ran = task.state in ("assigned", "running")  # else failed before an attempt (budget, deps)
     _finish(state, task, "failed", e.at)
     task.last_failure = e.failure
     task.last_reason = e.reason
     task.exit_code = e.exit_code
-    rec = _record(task)
+    rec = _record(task) if ran else None
     if rec is not None:
         rec.outcome = "failed"
         rec.finished_at = e.at
@@ -385,6 +392,7 @@ _HANDLERS: dict[type[t.Event], Handler] = {
     t.BreakerHalfOpened: _breaker_half_opened,
     t.BreakerClosed: _breaker_closed,
     t.BudgetExhausted: _budget_exhausted,
+    t.BudgetLimitSet: _budget_limit_set,
     t.DaemonStarted: _daemon_started,
     t.DaemonStopped: _daemon_stopped,
     t.NodeLeaseTaken: _lease_taken,

@@ -103,6 +103,12 @@ def _budget_exhausted(state: FleetState, e: t.BudgetExhausted) -> None:
     state.budget_limit_usd = e.limit_usd
 
 
+def _budget_limit_set(state: FleetState, e: t.BudgetLimitSet) -> None:
+    state.budget_limit_usd = e.limit_usd
+    state.budget_exhausted = e.limit_usd is not None and state.total_cost_usd >= e.limit_usd
+    state.budget_spent_usd = state.total_cost_usd if state.budget_exhausted else None
+
+
 def _daemon_started(state: FleetState, e: t.DaemonStarted) -> None:
     if e.epoch < state.daemon_epoch:
         anomaly(state, e)

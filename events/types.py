@@ -41,6 +41,7 @@ __all__ = [
     "BreakerHalfOpened",
     "BreakerOpened",
     "BudgetExhausted",
+    "BudgetLimitSet",
     "DaemonStarted",
     "DaemonStopRequested",
     "DaemonStopped",
@@ -97,6 +98,7 @@ class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     env: dict[str, str] = {}
     idempotency_key: str | None = None
     name: str | None = None
+    retry_on_exit: bool = False  # a failing exit code is retried like a crash (up to max_attempts)
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
@@ -389,6 +391,18 @@ class TaskPermissionDenied(Event, tag="task.permission_denied", frozen=True, kw_
     summary: str = ""
 
 
+# -- the fleet budget's limit --------------------------------------------------------------
+
+
+class BudgetLimitSet(Event, tag="budget.limit_set", frozen=True, kw_only=True):
+    """The fleet budget a starting daemon enforces (`orchestrator.fleet_budget_usd`; None: no
+    limit), recorded when it differs from the one the log holds. The projection judges
+    `budget_exhausted` against it, so raising the limit reopens the fleet, lowering it closes it.
+    """
+
+    limit_usd: float | None = None
+
+
 # -- approvals (appended by an agent's approval server and by `forge approve|deny`) --------
 
 
@@ -464,6 +478,7 @@ AnyEvent = (
     | TaskMerged
     | TaskDiscarded
     | TaskContinued
+    | BudgetLimitSet
     | ApprovalRequested
     | ApprovalAnswered
 )
