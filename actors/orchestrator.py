@@ -38,7 +38,7 @@ from actors.messages import (
     SupervisorFailed,
     Timer,
 )
-from actors.policy import OrchestratorConfig, agent_fits, build_spec
+from actors.policy import OrchestratorConfig, agent_fits, build_spec, task_budget_left
 from actors.runtime import (
     Outcome,
     RuntimeAdapter,
@@ -108,13 +108,13 @@ class Orchestrator(pykka.ThreadingActor):
         self.log = self.log.bind(node_id=self.config.node_id)
         self._catch_up()
         self.epoch = self.state.daemon_epoch + 1
-        self._append(
-            [
-                t.DaemonStarted(
-                    at=self._now(), node_id=self.config.node_id, epoch=self.epoch, pid=os.getpid()
-                )
-            ]
-        )
+        now = self._now()
+        started: list[t.Event] = [
+            t.DaemonStarted(at=now, node_id=self.config.node_id, epoch=self.epoch, pid=os.getpid())
+        ]
+        if self.config.fleet_budget_usd != self.state.budget_limit_usd:  # the setting changed
+            started.append(t.BudgetLimitSet(at=now, limit_usd=self.config.fleet_budget_usd))
+        self._append(started)
         self.live = True
         for name, breaker in self.state.breakers.items():
             self._breaker(name, breaker)
@@ -283,8 +283,9 @@ class Orchestrator(pykka.ThreadingActor):
         return len(self.supervisors)
 
     def _dispatch(self) -> None:
-        if self.stopping or not self._within_budget():
+        if self.stopping:
             return
+        spending = self._within_budget()  # else only tasks of free runtimes (shell, noop) start
         skipped: set[str] = set()
         while True:
             idle = [
@@ -295,11 +296,19 @@ class Orchestrator(pykka.ThreadingActor):
             if not idle and self._live_agents() >= self.config.max_agents:
                 return
             task_id = self.state.next_queued(
-                lambda task: task.task_id not in skipped and self._runnable(task)
+                lambda task: (
+                    task.task_id not in skipped
+                    and (spending or task.definition.runtime in self.config.free_runtimes)
+                    and self._runnable(task)
+                )
             )
             if task_id is None:
                 return
             task = self.state.tasks[task_id]
+            if task_budget_left(task) == 0.0:
+                spent = f"${task.cost_usd:.4f} of ${task.definition.budget_usd:.4f}"
+                terminal.fail_now(self, task, "max_budget", f"task budget spent: {spent}")
+                continue
             if task.definition.runtime not in self.runtimes:
                 terminal.fail_now(
                     self, task, "invalid", f"unknown runtime {task.definition.runtime!r}"

@@ -26,6 +26,8 @@ __all__ = [
     "build_spec",
     "charged_attempts",
     "is_transient",
+    "retried",
+    "task_budget_left",
 ]
 
 BREAKER_FAILURES = frozenset({"api_error", "rate_limited"})
@@ -34,6 +36,9 @@ task is requeued without using up an attempt."""
 
 IMMEDIATE_RETRY = frozenset({"lost"})
 """Transient failures retried at once (the attempt was cut short by Forge itself)."""
+
+FREE_RUNTIMES = frozenset({"shell", "noop"})
+"""Runtimes that spend nothing: the fleet budget never holds their tasks back."""
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,8 +70,23 @@ class OrchestratorConfig(msgspec.Struct, frozen=True, kw_only=True):
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
     health: HealthPolicy = HealthPolicy()
+    free_runtimes: frozenset[str] = FREE_RUNTIMES  # not held back by the fleet budget
     # runtime -> the dependency it needs, protected by a circuit breaker of that name
     breakers: dict[str, str] = msgspec.field(default_factory=lambda: {"claude": "model-api"})
+
+
+def retried(task: TaskState, failure: str | None) -> bool:
+    """Whether a failure of this class earns the task another attempt: transient failures
+    do, and a failing exit code too when the task says `retry_on_exit`."""
+    if failure == "exit" and task.definition.retry_on_exit:
+        return True
+    return is_transient(failure)  # type: ignore[arg-type]
+
+
+def task_budget_left(task: TaskState) -> float | None:
+    """What the task may still spend across all its attempts (None: no budget)."""
+    budget = task.definition.budget_usd
+    return None if budget is None else max(0.0, budget - task.cost_usd)
 
 
 def charged_attempts(task: TaskState) -> int:
@@ -101,7 +121,7 @@ def build_spec(task: TaskState, attempt: int, config: OrchestratorConfig) -> Tas
         env={**config.base_env, **definition.env},
         timeout=definition.timeout if definition.timeout is not None else config.default_timeout,
         model=definition.model or config.default_model,
-        budget_usd=definition.budget_usd,
+        budget_usd=task_budget_left(task),
         session_id=session_id,
         resume=resume,
         repo=definition.repo,

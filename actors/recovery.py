@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from actors import terminal
 from actors.messages import AdoptAttempt, AttemptEnded, Timer
-from actors.policy import BREAKER_FAILURES, build_spec
-from actors.runtime import Outcome, is_transient
+from actors.policy import BREAKER_FAILURES, build_spec, retried
+from actors.runtime import Outcome
 from events import types as t
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def recover(orch: Orchestrator) -> None:
         if task.state == "retry_wait":
             delay = max(0.0, (task.not_before or now) - now)
             orch.scheduler.after(delay, orch.actor_ref, Timer(kind="retry", key=task.task_id))
-        elif task.state == "failed" and is_transient(task.last_failure):  # type: ignore[arg-type]
+        elif task.state == "failed" and retried(task, task.last_failure):
             # the crash came between the failure and the decision about it
             if task.last_failure in BREAKER_FAILURES:
                 orch._append([t.TaskQueued(at=now, task_id=task.task_id, reason="requeued")])

@@ -125,10 +125,12 @@ def breaker_report(
     name = orch.config.breakers.get(task.definition.runtime)
     if not name:
         return
-    orch.trials.get(name, set()).discard(task.task_id)
     if failure in BREAKER_FAILURES:
+        # a failed trial keeps its slot until the breaker's verdict (requeue_after_verdict):
+        # freed now, a second task could start before the breaker has reopened
         orch._breaker(name).tell(
             BreakerFailure(reason=reason, reset_at=reset_at, task_id=task.task_id)
         )
     else:
+        orch.trials.get(name, set()).discard(task.task_id)
         orch._breaker(name).tell(BreakerSuccess())

@@ -86,6 +86,7 @@ class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cwd: str | None = None
     env: dict[str, str] = {}
     idempotency_key: str | None = None
+    retry_on_exit: bool | None = None  # None: not set (a [defaults] value applies)
 
 
 class TasksFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -314,6 +315,7 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
         env=dict(request.env),
         idempotency_key=request.idempotency_key,
         name=request.name,
+        retry_on_exit=bool(request.retry_on_exit),
     )
 
 

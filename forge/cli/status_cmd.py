@@ -38,6 +38,7 @@ def _data(app: App, state: FleetState) -> dict[str, Any]:
             "agent_id": x.agent_id,
             "attempt": x.attempt,
             "seconds": task_duration(x),
+            "cost_usd": round(x.cost_usd, 6),
             "waiting_approvals": list(x.pending_approvals),
             "what": describe(x),
         }
@@ -63,7 +64,8 @@ def _data(app: App, state: FleetState) -> dict[str, Any]:
             for name, b in state.breakers.items()
         },
         "spend_usd": round(state.total_cost_usd, 6),
-        "budget_usd": state.budget_limit_usd,
+        "budget_usd": state.budget_limit_usd,  # the limit the daemon recorded
+        "budget_configured_usd": app.settings.orchestrator.fleet_budget_usd,
         "budget_exhausted": state.budget_exhausted,
         "log": {"events": state.event_count, "position": state.position},
         "approvals": [to_builtins(a) for a in waiting_approvals(state)],  # waiting tool calls
@@ -106,7 +108,11 @@ def _render(data: dict[str, Any]) -> str:
         )
     )
     budget = f" of ${data['budget_usd']:.2f}" if data["budget_usd"] is not None else ""
-    exhausted = " (exhausted: no new attempts)" if data["budget_exhausted"] else ""
+    exhausted = " (exhausted: no new claude attempts)" if data["budget_exhausted"] else ""
+    configured = data["budget_configured_usd"]
+    if configured != data["budget_usd"]:
+        limit = "no limit" if configured is None else f"${configured:.2f}"
+        exhausted += f" (configured: {limit}, from the next daemon start)"
     lines.append(f"spend: ${data['spend_usd']:.4f}{budget}{exhausted}")
     lines.append(f"log: {data['log']['events']} events, at {data['log']['position']}")
     if data["running"]:
@@ -117,11 +123,12 @@ def _render(data: dict[str, Any]) -> str:
                 r["agent_id"] or "-",
                 r["attempt"],
                 duration(r["seconds"]),
+                f"${r['cost_usd']:.4f}",
                 r["what"],
             ]
             for r in data["running"]
         ]
-        lines += ["", table(["RUNNING", "STATE", "AGENT", "ATT", "FOR", "WHAT"], rows)]
+        lines += ["", table(["RUNNING", "STATE", "AGENT", "ATT", "FOR", "COST", "WHAT"], rows)]
     if data["approvals"]:
         waiting = [msgspec.convert(a, ApprovalState) for a in data["approvals"]]
         lines += ["", "waiting for approval (`forge approve ID` / `forge deny ID`):"]

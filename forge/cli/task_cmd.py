@@ -77,9 +77,25 @@ def _read_prompt(prompt: str | None) -> str | None:
 @click.option("--repo", help="Directory the task works in (its working directory).")
 @click.option("--after", multiple=True, help="Run only after this task id completed (repeatable).")
 @click.option("--tag", multiple=True, help="Run only on agents carrying this tag (repeatable).")
-@click.option("--max-attempts", type=click.IntRange(1, 100), help="Attempts, the first included.")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    help="Attempts, the first included. Crashes, timeouts and lost attempts are retried; "
+    "a failing exit code is not, unless --retry-on-exit.",
+)
+@click.option(
+    "--retry-on-exit",
+    is_flag=True,
+    default=None,
+    help="Retry the task when its command exits non-zero (tasks file: retry_on_exit = true).",
+)
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), help="Seconds per attempt.")
-@click.option("--budget-usd", type=click.FloatRange(0), help="Spend limit of the task (claude).")
+@click.option(
+    "--budget-usd",
+    type=click.FloatRange(0),
+    help="Spend limit of the task across all its attempts (claude): each attempt may spend "
+    "what is left; when nothing is, the task fails max_budget.",
+)
 @click.option("--model", help="Model for the claude runtime.")
 @click.option("--name", help="A name shown instead of the command.")
 @click.option("--env", multiple=True, metavar="NAME=VALUE", help="Extra environment (repeatable).")
@@ -130,6 +146,7 @@ def submit_cmd(
                 name=flags["name"],
                 env=_env_pairs(flags["env"]),
                 idempotency_key=flags["idempotency_key"],
+                retry_on_exit=flags["retry_on_exit"],
             )
         ]
         planned = plan(app.store, requests, app.settings)
@@ -149,7 +166,7 @@ def _list_rows(tasks: list[TaskState]) -> list[list[Any]]:
             x.definition.runtime,
             x.attempt,
             duration(task_duration(x)),
-            f"${x.cost_usd:.2f}",
+            f"${x.cost_usd:.4f}",
             describe(x),
         ]
         for x in tasks
@@ -187,7 +204,10 @@ def _show(x: TaskState) -> str:
         f"runtime: {d.runtime}   priority: {d.priority}   attempts: {x.attempt}/{d.max_attempts}",
         what,
         f"submitted: {stamp(x.submitted_at)}   finished: {stamp(x.finished_at)}",
-        f"cost: ${x.cost_usd:.4f}   tokens: {x.input_tokens} in, {x.output_tokens} out",
+        f"cost: ${x.cost_usd:.4f}"
+        + (f" of ${d.budget_usd:.4f}" if d.budget_usd is not None else "")
+        + (" so far" if x.state in ("assigned", "running") else "")
+        + f"   tokens: {x.input_tokens} in, {x.output_tokens} out",
     ]
     for label, value in (
         ("repo", d.repo),
@@ -195,6 +215,7 @@ def _show(x: TaskState) -> str:
         ("after", ", ".join(d.after)),
         ("tags", ", ".join(d.tags)),
         ("timeout", d.timeout),
+        ("retry on exit", "yes" if d.retry_on_exit else ""),
         ("model", d.model),
         ("worktree", x.workspace),
         ("branch", x.branch),
@@ -214,15 +235,14 @@ def _show(x: TaskState) -> str:
                 r.agent_id or "-",
                 stamp(r.started_at),
                 duration(r.finished_at - r.started_at if r.finished_at and r.started_at else None),
+                f"${r.cost_usd:.4f}",
                 r.failure or "",
                 (r.reason or "")[:60],
             ]
             for r in x.history
         ]
-        lines += [
-            "",
-            table(["ATTEMPT", "OUTCOME", "AGENT", "STARTED", "TOOK", "FAILURE", "REASON"], rows),
-        ]
+        head = ["ATTEMPT", "OUTCOME", "AGENT", "STARTED", "TOOK", "COST", "FAILURE", "REASON"]
+        lines += ["", table(head, rows)]
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ import msgspec
 from actors.runtime import FailureClass, Notice, Outcome, RunHandle, TaskSpec
 from events.redact import register_secrets
 from forge.approvals.launch import ApprovalServer
+from forge.errors import NotFound
 from forge.log import get_logger
 from forge.runtimes.claude_command import (
     ClaudeNotFound,
@@ -34,8 +35,9 @@ from forge.runtimes.claude_command import (
     session_for,
 )
 from forge.runtimes.claude_stream import ProgressThrottle, StreamParser
+from forge.runtimes.claude_usage import UsageThrottle
 from forge.runtimes.completed import CompletedRun
-from forge.runtimes.logfile import ExitStatus
+from forge.runtimes.logfile import ExitStatus, iter_log_lines
 from forge.runtimes.process import ProcessRun, default_outcome, secret_env_names
 from forge.runtimes.tracking import ShimRuntime
 
@@ -67,6 +69,7 @@ class ClaudeRuntime(ShimRuntime):
         progress_interval: float = 1.0,
         kill_grace: float = 5.0,
         approvals: ApprovalServer | None = None,
+        usage_interval: float = 2.0,
     ) -> None:
         super().__init__()
         if environ is None:
@@ -76,6 +79,7 @@ class ClaudeRuntime(ShimRuntime):
         self.binary = binary
         self.default_model = default_model
         self.progress_interval = progress_interval
+        self.usage_interval = usage_interval  # seconds between live usage notices
         self.kill_grace = kill_grace
         self.approvals = approvals  # None: calls the rules leave open are refused, not asked
         self._environ = dict(environ)
@@ -165,14 +169,41 @@ class ClaudeRuntime(ShimRuntime):
     def adopt(
         self, spec: TaskSpec, pid: int, create_time: float, sink: Callable[[Notice], None]
     ) -> RunHandle | None:
-        """Follow an attempt again; its log is parsed from the start, so notices repeat."""
+        """Follow an attempt again; its log is parsed from the start, so notices repeat.
+
+        An attempt whose shim is gone without a status is reported `lost` with what its log
+        says it spent (the daemon may have died before recording it)."""
         handler, builder = self._hooks(spec.session_id, sink)
         run = ProcessRun.adopt(
             pid, create_time, spec.log_path, sink, line_handler=handler, outcome_builder=builder
         )
-        if run is not None:
-            self._track(run)
+        if run is None:
+            return self._lost(spec)
+        self._track(run)
         return run
+
+    def _lost(self, spec: TaskSpec) -> RunHandle | None:
+        parser = StreamParser(spec.session_id)
+        try:
+            for line in iter_log_lines(spec.log_path, redacted=False):
+                parser.feed(line)
+        except (NotFound, OSError):
+            return None
+        seen = parser.finish(None)
+        if not (seen.cost_usd or seen.input_tokens or seen.output_tokens):
+            return None
+        reason = "the agent process was gone when the daemon restarted"
+        return CompletedRun(
+            Outcome(
+                ok=False,
+                failure="lost",
+                reason=reason,
+                session_id=seen.session_id,
+                cost_usd=seen.cost_usd,
+                input_tokens=seen.input_tokens,
+                output_tokens=seen.output_tokens,
+            )
+        )
 
     def _hooks(
         self, session_id: str | None, sink: Callable[[Notice], None]
@@ -180,7 +211,11 @@ class ClaudeRuntime(ShimRuntime):
         Callable[[str], Iterable[Notice]],
         Callable[[ExitStatus | None, FailureClass | None], Outcome],
     ]:
-        parser = StreamParser(session_id, ProgressThrottle(self.progress_interval))
+        parser = StreamParser(
+            session_id,
+            ProgressThrottle(self.progress_interval),
+            usage_throttle=UsageThrottle(self.usage_interval),
+        )
 
         def build(status: ExitStatus | None, requested: FailureClass | None) -> Outcome:
             for notice in parser.flush():  # the last progress summary, before the outcome

@@ -36,6 +36,7 @@ from actors.runtime import (
     UsageNotice,
 )
 from events.redact import redact
+from forge.runtimes.claude_usage import UsageMeter, UsageThrottle
 
 __all__ = ["ProgressThrottle", "StreamParser", "classify_api_error", "parse_reset_time"]
 
@@ -165,9 +166,12 @@ class StreamParser:
         session_id: str | None = None,
         throttle: ProgressThrottle | None = None,
         wall_clock: Callable[[], float] = time.time,
+        usage_throttle: UsageThrottle | None = None,
     ) -> None:
         self.session_id = session_id
         self.throttle = throttle or ProgressThrottle()
+        self.meter = UsageMeter()  # the live estimate, until the result line's totals
+        self.usage_throttle = usage_throttle or UsageThrottle()
         self._wall_clock = wall_clock
         self.result: _Line | None = None
         self.api_error: _Line | None = None  # the last synthetic assistant error message
@@ -207,25 +211,35 @@ class StreamParser:
                 if parsed.is_api_error_message:
                     self.api_error = parsed
                     return self.throttle.offer(None)
-                return self.throttle.offer(_assistant_summary(parsed.message))
+                progress = self.throttle.offer(_assistant_summary(parsed.message))
+                return progress + self._count_usage(parsed.message)
             case "rate_limit_event", _:
                 self._note_rate_limit(parsed.rate_limit_info or {})
                 return self.throttle.offer(None)
             case "result", _:
                 self.result = parsed
-                input_tokens, output_tokens = _tokens(parsed)
-                usage = UsageNotice(
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                    cost_usd=float(parsed.total_cost_usd or 0.0),
-                )
-                return [*self.throttle.flush(), usage]
+                self.usage_throttle.drop()  # the CLI's own totals replace the estimate
+                return [*self.throttle.flush(), self._final_usage(parsed)]
             case _:
                 return self.throttle.offer(None)
 
     def flush(self) -> list[Notice]:
-        """Notices still held back by the throttle (call once the output has ended)."""
-        return self.throttle.flush()
+        """Notices still held back by the throttles (call once the output has ended)."""
+        return [*self.throttle.flush(), *self.usage_throttle.flush()]
+
+    def _count_usage(self, message: msgspec.Raw) -> list[Notice]:
+        unpriced = self.meter.add(message)
+        notices: list[Notice] = []
+        if unpriced is not None:
+            summary = _short(f"no known price for model {unpriced}: its cost is known at the end")
+            notices.append(ProgressNotice(summary=summary))
+        if self.result is None and self.meter.messages:
+            notices += self.usage_throttle.offer(self.meter.totals())
+        return notices
+
+    def _final_usage(self, result: _Line) -> UsageNotice:
+        input_tokens, output_tokens = _tokens(result)
+        return self.meter.final(input_tokens, output_tokens, float(result.total_cost_usd or 0))
 
     @staticmethod
     def _retry_summary(line: _Line) -> str:
@@ -251,14 +265,14 @@ class StreamParser:
             "session_id": self.session_id,
         }
         result = self.result
-        if result is None:
-            return self._without_result(base, exit_code, signal, stderr_tail)
-        input_tokens, output_tokens = _tokens(result)
+        usage = self.meter.totals() if result is None else self._final_usage(result)
         base |= {
-            "cost_usd": float(result.total_cost_usd or 0.0),
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
+            "cost_usd": usage.cost_usd,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
         }
+        if result is None:  # killed or crashed: what it spent until then is kept
+            return self._without_result(base, exit_code, signal, stderr_tail)
         if result.is_error is False:
             text = result.result if isinstance(result.result, str) else None
             return Outcome(ok=True, result=text, **base)

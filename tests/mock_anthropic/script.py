@@ -17,6 +17,7 @@ __all__ = [
     "ApiError",
     "Hang",
     "Reply",
+    "Stall",
     "Text",
     "ToolUse",
     "Usage",
@@ -102,7 +103,18 @@ class Hang:
     seconds: float = 3600.0
 
 
-Reply = Text | ToolUse | ApiError | Hang
+@dataclass(frozen=True)
+class Stall:
+    """Stream a text answer up to the end of its first block, then send nothing more until the
+    mock is closed (or `seconds` pass): a turn cut off mid-message, whose usage the CLI has
+    printed but whose end (and the CLI's budget check after it) never comes."""
+
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    seconds: float = 3600.0
+
+
+Reply = Text | ToolUse | ApiError | Hang | Stall
 
 
 def _blocks(reply: Text | ToolUse) -> list[dict[str, Any]]:

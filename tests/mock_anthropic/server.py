@@ -24,6 +24,7 @@ from tests.mock_anthropic.script import (
     ApiError,
     Hang,
     Reply,
+    Stall,
     Text,
     message_body,
     sse_events,
@@ -186,6 +187,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner._closing.wait(reply.seconds)
             self.close_connection = True
             return
+        if isinstance(reply, Stall):
+            events = sse_events(Text(reply.text, reply.usage), model)
+            cut = next(i for i, e in enumerate(events) if b"content_block_stop" in e) + 1
+            self._stream(events[:cut], end=False)
+            self.owner._closing.wait(reply.seconds)
+            self.close_connection = True
+            return
         if isinstance(reply, ApiError):
             extra = dict(reply.headers)
             if reply.retry_after is not None:
@@ -197,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, json.dumps(message_body(reply, model)).encode())
 
-    def _stream(self, events: list[bytes]) -> None:
+    def _stream(self, events: list[bytes], end: bool = True) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -206,7 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
         for event in events:
             self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
             self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
+        if end:
+            self.wfile.write(b"0\r\n\r\n")
 
     def _record(self, body: Any, *, turn: bool, reply: str = "") -> None:
         self.owner._record(

@@ -186,7 +186,8 @@ def test_success_with_a_tool_call_that_runs_in_the_working_dir(harness: Harness)
     assert (session.session_id, session.model) == (SESSION, DEFAULT_MODEL)
     assert "Bash" in session.tools
     assert "Bash: echo made > made.txt" in sink.summaries()
-    (usage,) = sink.of(UsageNotice)
+    *live, usage = sink.of(UsageNotice)  # live estimates while it ran, the CLI's total last
+    assert live
     assert usage.cost_usd == pytest.approx(outcome.cost_usd)
 
     first, second = harness.mock.turns
