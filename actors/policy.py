@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
+from typing import Any
 
 import msgspec
 
@@ -17,6 +18,7 @@ from actors.breaker import BreakerPolicy
 from actors.runtime import TaskSpec, is_transient
 from actors.supervisor import HealthPolicy
 from events.state import AgentState, TaskState
+from events.types import TaskDefinition
 
 __all__ = [
     "BREAKER_FAILURES",
@@ -71,6 +73,12 @@ class OrchestratorConfig(msgspec.Struct, frozen=True, kw_only=True):
     breaker: BreakerPolicy = BreakerPolicy()
     health: HealthPolicy = HealthPolicy()
     free_runtimes: frozenset[str] = FREE_RUNTIMES  # not held back by the fleet budget
+    # the permission policy of claude tasks whose definition records none (logs from before
+    # policies); newer tasks carry the policy in effect when they were submitted
+    permission_mode: str | None = None
+    allowed_tools: list[str] = []
+    disallowed_tools: list[str] = []
+    add_dirs: list[str] = []
     # runtime -> the dependency it needs, protected by a circuit breaker of that name
     breakers: dict[str, str] = msgspec.field(default_factory=lambda: {"claude": "model-api"})
 
@@ -126,4 +134,20 @@ def build_spec(task: TaskState, attempt: int, config: OrchestratorConfig) -> Tas
         resume=resume,
         repo=definition.repo,
         approval_rules=list(task.approval_rules),
+        **_permissions(definition, config),
     )
+
+
+def _permissions(definition: TaskDefinition, config: OrchestratorConfig) -> dict[str, Any]:
+    """The claude permission options of a task: as recorded at submit, else the defaults."""
+    if definition.runtime != "claude":
+        return {}
+    source: TaskDefinition | OrchestratorConfig = (
+        definition if definition.permission_mode is not None else config
+    )
+    return {
+        "permission_mode": source.permission_mode,
+        "allowed_tools": list(source.allowed_tools),
+        "disallowed_tools": list(source.disallowed_tools),
+        "add_dirs": list(source.add_dirs),
+    }

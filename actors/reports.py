@@ -4,6 +4,7 @@ Orchestrator, kept in its own module."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from actors.messages import (
@@ -15,14 +16,14 @@ from actors.messages import (
     Timer,
 )
 from actors.policy import BREAKER_FAILURES
-from actors.runtime import ProgressNotice, SessionNotice, UsageNotice
+from actors.runtime import PermissionDenial, ProgressNotice, SessionNotice, UsageNotice
 from events import types as t
 from events.state import TaskState
 
 if TYPE_CHECKING:
     from actors.orchestrator import Orchestrator
 
-__all__ = ["breaker_report", "notice", "record_usage", "started", "timer"]
+__all__ = ["breaker_report", "notice", "record_denials", "record_usage", "started", "timer"]
 
 
 def started(orch: Orchestrator, msg: AttemptStarted) -> None:
@@ -70,6 +71,26 @@ def record_usage(orch: Orchestrator, task_id: str, attempt: int, usage: _Usage) 
             )
         ]
     )
+
+
+def record_denials(
+    orch: Orchestrator, task_id: str, attempt: int, denials: Sequence[PermissionDenial]
+) -> None:
+    """Append one `task.permission_denied` per tool call the attempt was refused."""
+    if denials:
+        orch._append(
+            [
+                t.TaskPermissionDenied(
+                    at=orch._now(),
+                    task_id=task_id,
+                    attempt=attempt,
+                    tool=d.tool,
+                    tool_use_id=d.tool_use_id,
+                    summary=d.summary,
+                )
+                for d in denials
+            ]
+        )
 
 
 def notice(orch: Orchestrator, msg: NoticeReceived) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "Notice",
     "Outcome",
     "OutputLine",
+    "PermissionDenial",
     "ProgressNotice",
     "ResourceUsage",
     "RunHandle",
@@ -51,6 +52,7 @@ FailureClass = Literal[
     "max_turns",  # the agent hit its turn limit: permanent (recorded as such)
     "max_budget",  # the agent hit its USD budget: permanent (recorded as such)
     "spawn",  # the process could not be started (missing binary, bad cwd): permanent
+    "permission_denied",  # claude: a tool call was refused, the work is not done: permanent
 ]
 
 _TRANSIENT: frozenset[str] = frozenset(
@@ -80,6 +82,7 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     allowed_tools: list[str] = msgspec.field(default_factory=list)
     disallowed_tools: list[str] = msgspec.field(default_factory=list)
     permission_mode: str | None = None
+    add_dirs: list[str] = msgspec.field(default_factory=list)  # more directories tools may use
     append_system_prompt: str | None = None
     mcp_config: str | None = None
     # claude: tool calls `forge approve --always` allowed for the rest of the task
@@ -136,6 +139,15 @@ class UsageNotice(msgspec.Struct, frozen=True, kw_only=True, tag="usage"):
 Notice = OutputLine | SessionNotice | ProgressNotice | UsageNotice
 
 
+class PermissionDenial(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool call the agent was refused (Claude Code's `permission_denials` entry): the tool,
+    its call id, and a short redacted summary of its input (never a file's content)."""
+
+    tool: str
+    tool_use_id: str = ""
+    summary: str = ""
+
+
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     """How an attempt ended."""
 
@@ -150,6 +162,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
     result: str | None = None  # the agent's final answer, if it gave one
+    denials: list[PermissionDenial] = msgspec.field(default_factory=list)  # refused tool calls
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):

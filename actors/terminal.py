@@ -86,6 +86,7 @@ def record_outcome(
         )
     if _new_usage(task, outcome):  # what it spent, kept however it ended
         reports.record_usage(orch, task.task_id, task.attempt, outcome)
+    reports.record_denials(orch, task.task_id, task.attempt, outcome.denials)
     if not orch._append_if(task.task_id, expect, event, *follow):
         orch.log.warning(
             "stale result rejected", task_id=task.task_id, attempt=task.attempt, epoch=epoch

@@ -37,6 +37,7 @@ from events.projection_fleet import (
 )
 from events.state import (
     AttemptRecord,
+    Denial,
     FleetState,
     TaskState,
     to_builtins,
@@ -213,6 +214,12 @@ def _progress(state: FleetState, e: t.TaskProgress) -> None:
         task.progress = e.summary
 
 
+def _permission_denied(state: FleetState, e: t.TaskPermissionDenied) -> None:
+    task = _task(state, e)
+    if task is not None:
+        task.denials.append(Denial(attempt=e.attempt, tool=e.tool, summary=e.summary, at=e.at))
+
+
 def _usage(state: FleetState, e: t.TaskUsage) -> None:
     task = _task(state, e)
     if task is None:
@@ -363,6 +370,7 @@ _HANDLERS: dict[type[t.Event], Handler] = {
     t.TaskStarted: _started,
     t.TaskProgress: _progress,
     t.TaskUsage: _usage,
+    t.TaskPermissionDenied: _permission_denied,
     t.TaskCheckpointed: _checkpointed,
     t.TaskCompleted: _completed,
     t.TaskFailed: _failed,

@@ -24,6 +24,7 @@ __all__ = [
     "AgentState",
     "AttemptRecord",
     "BreakerState",
+    "Denial",
     "FleetState",
     "NodeState",
     "TaskState",
@@ -32,6 +33,15 @@ __all__ = [
 ]
 
 PRIORITIES = (1, 2, 3, 4, 5)
+
+
+class Denial(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """A tool call Claude Code refused (a `task.permission_denied` event)."""
+
+    attempt: int
+    tool: str
+    summary: str = ""
+    at: float = 0.0
 
 
 class AttemptRecord(msgspec.Struct, kw_only=True, gc=False):
@@ -84,12 +94,13 @@ class TaskState(msgspec.Struct, kw_only=True):
     finished_at: float | None = None
     queued_seq: int = 0
     history: list[AttemptRecord] = []
-    pending_approvals: list[str] = []  # ids of tool calls waiting for `forge approve|deny`
-    approval_rules: list[ApprovalRule] = []  # what `forge approve --always` allowed
     follow_up: str | None = None  # `forge task continue`: the prompt of the next attempts
     merged_into: str | None = None  # `forge task merge`: the branch its work landed on
     merge_commit: str | None = None  # ... and that branch's new head
     discarded: bool = False  # `forge task discard`: its worktree and branch were removed
+    pending_approvals: list[str] = []  # ids of tool calls waiting for `forge approve|deny`
+    approval_rules: list[ApprovalRule] = []  # what `forge approve --always` allowed
+    denials: list[Denial] = []  # tool calls Claude Code refused, oldest first
 
     @property
     def terminal(self) -> bool:

@@ -60,6 +60,7 @@ __all__ = [
     "TaskDiscarded",
     "TaskFailed",
     "TaskMerged",
+    "TaskPermissionDenied",
     "TaskProgress",
     "TaskQueued",
     "TaskRetryRequested",
@@ -99,6 +100,12 @@ class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     idempotency_key: str | None = None
     name: str | None = None
     retry_on_exit: bool = False  # a failing exit code is retried like a crash (up to max_attempts)
+    # claude runtime: the effective permission policy, recorded at submit (never read from the
+    # settings later, so a replay or a retry runs under the policy the task was submitted with)
+    permission_mode: str | None = None  # None: a log from before policies (the daemon's default)
+    allowed_tools: list[str] = []
+    disallowed_tools: list[str] = []
+    add_dirs: list[str] = []
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
@@ -339,6 +346,18 @@ class NodeLeaseLost(Event, tag="node.lease_lost", frozen=True, kw_only=True):
     reason: str = ""
 
 
+# -- the fleet budget's limit --------------------------------------------------------------
+
+
+class BudgetLimitSet(Event, tag="budget.limit_set", frozen=True, kw_only=True):
+    """The fleet budget a starting daemon enforces (`orchestrator.fleet_budget_usd`; None: no
+    limit), recorded when it differs from the one the log holds. The projection judges
+    `budget_exhausted` against it, so raising the limit reopens the fleet, lowering it closes it.
+    """
+
+    limit_usd: float | None = None
+
+
 # -- landing an agent's work (appended by `forge task merge|discard|continue`) ---------------
 
 
@@ -389,18 +408,6 @@ class TaskPermissionDenied(Event, tag="task.permission_denied", frozen=True, kw_
     tool: str
     tool_use_id: str = ""
     summary: str = ""
-
-
-# -- the fleet budget's limit --------------------------------------------------------------
-
-
-class BudgetLimitSet(Event, tag="budget.limit_set", frozen=True, kw_only=True):
-    """The fleet budget a starting daemon enforces (`orchestrator.fleet_budget_usd`; None: no
-    limit), recorded when it differs from the one the log holds. The projection judges
-    `budget_exhausted` against it, so raising the limit reopens the fleet, lowering it closes it.
-    """
-
-    limit_usd: float | None = None
 
 
 # -- approvals (appended by an agent's approval server and by `forge approve|deny`) --------
@@ -475,10 +482,11 @@ AnyEvent = (
     | DaemonStopped
     | NodeLeaseTaken
     | NodeLeaseLost
+    | BudgetLimitSet
     | TaskMerged
     | TaskDiscarded
     | TaskContinued
-    | BudgetLimitSet
+    | TaskPermissionDenied
     | ApprovalRequested
     | ApprovalAnswered
 )

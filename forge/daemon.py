@@ -140,6 +140,10 @@ def orchestrator_config(
             open_timeout=settings.breaker.open_timeout,
         ),
         health=HealthPolicy(interval=orch.health_check_interval),
+        permission_mode=settings.claude.permission_mode,
+        allowed_tools=list(settings.claude.allowed_tools),
+        disallowed_tools=list(settings.claude.disallowed_tools),
+        add_dirs=list(settings.claude.add_dirs),
     )
 
 

@@ -20,6 +20,7 @@ from forge.errors import ConfigError
 
 __all__ = [
     "NAMESPACE_PATTERN",
+    "PERMISSION_MODES",
     "BreakerSettings",
     "ClaudeSettings",
     "LoggingSettings",
@@ -46,6 +47,16 @@ NAMESPACE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 Positive = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk")
+"""Claude Code's permission modes (`claude --permission-mode`)."""
+PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk"]
+DEFAULT_ALLOWED_TOOLS = ("Bash",)
+"""Allowed by default besides what `acceptEdits` lets through: the project's own commands
+(tests, builds, git commit) that `acceptEdits` alone refuses."""
+DEFAULT_DISALLOWED_TOOLS = ("Bash(git push *)", "Bash(sudo *)")
+"""Refused by default even so: publishing the task's branch is for a person, and root is not
+the agent's."""
 
 
 class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -95,6 +106,15 @@ class RuntimeSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields
 
 class ClaudeSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
     approval_timeout: Positive = 600.0
+    # The default permission policy of claude tasks (docs/claude.md, "Permissions"): edits and
+    # the project's own commands in the task's worktree run without a person; no push, no sudo.
+    permission_mode: PermissionMode = "acceptEdits"
+    allowed_tools: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_ALLOWED_TOOLS))
+    disallowed_tools: list[str] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_DISALLOWED_TOOLS)
+    )
+    add_dirs: list[str] = msgspec.field(default_factory=list)
+    sandbox: bool = False  # this machine is disposable: bypassPermissions may run as root
 
 
 class LoggingSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -163,6 +183,14 @@ FIELD_DOCS = {
     "logging.level": "debug, info, warning or error.",
     "claude.approval_timeout": "Seconds a tool call waits for `forge approve|deny` before it is "
     "denied.",
+    "claude.permission_mode": "Permission mode of claude tasks that set none: default, "
+    "acceptEdits, plan, bypassPermissions or dontAsk.",
+    "claude.allowed_tools": "Tool rules allowed without asking: Bash, Edit, Bash(git *), "
+    "mcp__server__tool.",
+    "claude.disallowed_tools": "Tool rules always refused; they win over allowed_tools.",
+    "claude.add_dirs": "Directories besides the task's worktree that tools may use.",
+    "claude.sandbox": "This machine is a disposable sandbox: bypassPermissions tasks get "
+    "IS_SANDBOX=1, which Claude Code needs to run them as root.",
     "logging.format": "auto (console on a TTY, JSON lines otherwise), console or json.",
 }
 

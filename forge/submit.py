@@ -29,6 +29,7 @@ from events.redact import is_secret_name, redact
 from events.store import EventStore, redis_errors
 from events.types import TaskDefinition, TaskSubmitted
 from forge.errors import InvalidTask
+from forge.permissions import resolve_policy
 from forge.runtimes import available_runtimes
 from forge.runtimes.workspace import is_git_repository
 from forge.settings import Settings
@@ -87,6 +88,13 @@ class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     env: dict[str, str] = {}
     idempotency_key: str | None = None
     retry_on_exit: bool | None = None  # None: not set (a [defaults] value applies)
+    # claude permissions (forge.permissions); None: not set (a [defaults] value, then the
+    # settings' [claude] default applies)
+    permission_mode: str | None = None
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] | None = None
+    add_dirs: list[str] | None = None
+    locked: bool | None = None
 
 
 class TasksFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -146,6 +154,9 @@ def read_tasks_file(path: Path) -> list[TaskRequest]:
     return [_with_defaults(task, parsed.defaults, base) for task in parsed.task]
 
 
+_EXPLICIT_EMPTY = ("allowed_tools", "disallowed_tools", "add_dirs")
+
+
 def _with_defaults(task: TaskRequest, defaults: TaskRequest, base: Path) -> TaskRequest:
     merged: dict[str, Any] = {}
     for field in TaskRequest.__struct_fields__:
@@ -156,6 +167,16 @@ def _with_defaults(task: TaskRequest, defaults: TaskRequest, base: Path) -> Task
     for field in ("repo", "cwd"):
         if merged[field] is not None and "\0" not in merged[field]:  # refused later, one line
             merged[field] = str(base / Path(merged[field]).expanduser())
+    for field in _EXPLICIT_EMPTY:  # `allowed_tools = []` in a task means none, not the default
+        if getattr(task, field) is not None:
+            merged[field] = getattr(task, field)
+    if task.locked:  # a locked task inherits no loosening from [defaults]
+        for field in ("permission_mode", "allowed_tools", "add_dirs"):
+            merged[field] = getattr(task, field)
+    if merged["add_dirs"] is not None:
+        merged["add_dirs"] = [
+            d if "\0" in d else str(base / Path(d).expanduser()) for d in merged["add_dirs"]
+        ]
     return TaskRequest(**merged)
 
 
@@ -202,12 +223,12 @@ def check_text(request: TaskRequest, where: str = "") -> None:
             total += _text(arg, f"{where}an argument of the command", MAX_ARG_BYTES)
             if total > MAX_PROMPT_BYTES:
                 raise InvalidTask(f"{where}command is over 256 KiB in all; the limit is 256 KiB")
-    for field in ("name", "runtime", "model", "repo", "cwd", "idempotency_key"):
+    for field in ("name", "runtime", "model", "repo", "cwd", "idempotency_key", "permission_mode"):
         value = getattr(request, field)
         if value is not None:
             _text(value, f"{where}{field}", MAX_FIELD_BYTES)
-    for field in ("tags", "after"):
-        values = getattr(request, field)
+    for field in ("tags", "after", "allowed_tools", "disallowed_tools", "add_dirs"):
+        values = getattr(request, field) or []
         _entries(values, f"{where}{field}")
         for value in values:
             _text(value, f"{where}an entry of {field}", MAX_FIELD_BYTES)
@@ -288,6 +309,17 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
     if repo is not None and not is_git_repository(repo):
         raise InvalidTask(f"{where}repo {request.repo} is not a git repository")
     cwd = _directory(request.cwd, "cwd", where)
+    add_dirs = [_directory(d, "add_dir", where) or d for d in request.add_dirs or []]
+    policy = resolve_policy(
+        runtime=runtime,
+        mode=request.permission_mode,
+        allowed=request.allowed_tools,
+        disallowed=request.disallowed_tools,
+        add_dirs=add_dirs,
+        locked=bool(request.locked),
+        settings=settings,
+        where=where,
+    )
     secret = sorted(
         name
         for name, value in request.env.items()
@@ -312,10 +344,14 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
         model=request.model,
         repo=repo,
         cwd=cwd,
-        env=dict(request.env),
+        env={**request.env, **policy.env},
         idempotency_key=request.idempotency_key,
         name=request.name,
         retry_on_exit=bool(request.retry_on_exit),
+        permission_mode=policy.permission_mode,
+        allowed_tools=policy.allowed_tools,
+        disallowed_tools=policy.disallowed_tools,
+        add_dirs=policy.add_dirs,
     )
 
 

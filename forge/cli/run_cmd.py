@@ -6,12 +6,14 @@ import re
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from events.store import EventStore
 from forge.batch import run_batch
 from forge.cli.app import App, echo_data, json_option, pass_app
+from forge.cli.permission_opts import permission_fields, permission_options
 from forge.cli.progress import Progress, summary, summary_data
 from forge.daemon import build_runtimes, node_id, orchestrator_config, workspaces
 from forge.daemon_process import DaemonFiles
@@ -48,10 +50,17 @@ def _namespace(value: str | None) -> str | None:
     callback=lambda ctx, param, value: _namespace(value),
     help="Log namespace of the batch (default: a fresh run-… one).",
 )
+@click.option("--repo", help="Git repository the --prompt tasks work in (a worktree each).")
+@click.option("--model", help="Model of the --prompt tasks.")
+@click.option(
+    "--budget-usd", type=click.FloatRange(0), help="Spend limit of each --prompt task, in USD."
+)
+@permission_options
 @json_option
 @pass_app
 def run(
     app: App,
+    /,
     file: Path | None,
     prompts: tuple[str, ...],
     commands: tuple[str, ...],
@@ -59,6 +68,10 @@ def run(
     agents: int | None,
     namespace: str | None,
     as_json: bool,
+    repo: str | None,
+    model: str | None,
+    budget_usd: float | None,
+    **flags: Any,
 ) -> None:
     """Run a batch of tasks to the end in this process, with a live display, then print a
     summary. Exits 0 only if every task completed.
@@ -67,7 +80,12 @@ def run(
     a daemon; inspect it afterwards with FORGE_REDIS_NAMESPACE=<namespace> forge events ...
     """
     requests = read_tasks_file(file) if file is not None else []
-    requests += [TaskRequest(prompt=p, runtime=runtime) for p in prompts]
+    claude = {"repo": repo, "model": model, "budget_usd": budget_usd, **permission_fields(flags)}
+    if not prompts and any(v is not None for v in claude.values()):
+        raise click.UsageError(
+            "--repo, --model, --budget-usd and the permission options apply to --prompt tasks"
+        )
+    requests += [TaskRequest(prompt=p, runtime=runtime, **claude) for p in prompts]
     requests += [TaskRequest(command=c, runtime=runtime) for c in commands]
     if not requests:
         raise click.UsageError("give a tasks FILE, --prompt or --command")

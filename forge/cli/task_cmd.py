@@ -16,6 +16,8 @@ from events.transitions import TASK_STATES
 from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.cli.approvals_cmd import approval_note
 from forge.cli.eventview import details, tag_of, task_history
+from forge.cli.permission_opts import permission_fields, permission_options
+from forge.cli.permissions_view import denied_note, permission_lines
 from forge.cli.render import (
     daemon_info,
     describe,
@@ -107,6 +109,7 @@ def _read_prompt(prompt: str | None) -> str | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Submit every [[task]] of a TOML tasks file (see docs/cli.md).",
 )
+@permission_options
 @json_option
 @pass_app
 def submit_cmd(
@@ -147,6 +150,7 @@ def submit_cmd(
                 env=_env_pairs(flags["env"]),
                 idempotency_key=flags["idempotency_key"],
                 retry_on_exit=flags["retry_on_exit"],
+                **permission_fields(flags),
             )
         ]
         planned = plan(app.store, requests, app.settings)
@@ -161,7 +165,7 @@ def _list_rows(tasks: list[TaskState]) -> list[list[Any]]:
     return [
         [
             x.task_id,
-            state_style(x.state),
+            state_style(x.state) + denied_note(x),
             x.definition.priority,
             x.definition.runtime,
             x.attempt,
@@ -227,6 +231,7 @@ def _show(x: TaskState) -> str:
     ):
         if value:
             lines.append(f"{label}: {value}")
+    lines += permission_lines(x)
     if x.history:
         rows = [
             [

@@ -169,6 +169,8 @@ def build_argv(
         argv += ["--disallowedTools", ",".join(spec.disallowed_tools)]
     if spec.permission_mode:
         argv += ["--permission-mode", spec.permission_mode]
+    for directory in spec.add_dirs:  # one flag each: --add-dir takes several values
+        argv += ["--add-dir", directory]
     if spec.append_system_prompt:
         argv += ["--append-system-prompt", spec.append_system_prompt]
     if spec.mcp_config:

@@ -36,6 +36,7 @@ from actors.runtime import (
     UsageNotice,
 )
 from events.redact import redact
+from forge.runtimes.claude_denials import denied_reason, read_denials
 from forge.runtimes.claude_usage import UsageMeter, UsageThrottle
 
 __all__ = ["ProgressThrottle", "StreamParser", "classify_api_error", "parse_reset_time"]
@@ -71,6 +72,7 @@ class _Line(msgspec.Struct, kw_only=True):
     total_cost_usd: float | None = None
     usage: dict[str, Any] | None = None
     modelUsage: dict[str, Any] | None = None  # the CLI's spelling
+    permission_denials: Any = None  # refused tool calls (forge.runtimes.claude_denials)
 
 
 class _Block(msgspec.Struct, kw_only=True):
@@ -273,8 +275,15 @@ class StreamParser:
         }
         if result is None:  # killed or crashed: what it spent until then is kept
             return self._without_result(base, exit_code, signal, stderr_tail)
+        base["denials"] = denials = read_denials(result.permission_denials)
         if result.is_error is False:
             text = result.result if isinstance(result.result, str) else None
+            if denials:  # "success", but the agent was refused what it tried: the work is undone
+                total = len(result.permission_denials)
+                reason = denied_reason(denials, total)
+                return Outcome(
+                    ok=False, failure="permission_denied", reason=reason, result=text, **base
+                )
             return Outcome(ok=True, result=text, **base)
         failure, reset_at = self._classify_error(result)
         return Outcome(ok=False, failure=failure, reset_at=reset_at, reason=_reason(result), **base)
