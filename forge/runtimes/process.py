@@ -1,7 +1,8 @@
 """Detached processes under the shim: start, follow, probe, signal, adopt.
 
-Every runtime runs an attempt the same way: `ProcessRun.start` launches the shim
-(`forge/runtimes/shim.py`) in a new session with `posix_spawn`, hands it the command's exact
+Every runtime runs an attempt the same way: `ProcessRun.start` launches the shim (the C one,
+`forge/runtimes/shim.c`, when it builds, else `forge/runtimes/shim.py`: see
+`forge.runtimes.native_shim`) in a new session with `posix_spawn`, hands it the command's exact
 environment over a pipe, and returns a `RunHandle`. The shim's (PID, process create_time) pair
 names the attempt; every probe and signal checks both, so a reused PID is never taken for it.
 An attempt's processes die with it or are adopted, never both: when the shim vanishes without a
@@ -27,7 +28,6 @@ import json
 import os
 import select
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,6 +39,7 @@ from actors.runtime import FailureClass, Health, Notice, Outcome, ResourceUsage
 from events.redact import redact
 from forge.log import get_logger
 from forge.private_files import private_directory
+from forge.runtimes import native_shim
 from forge.runtimes.logfile import (
     MAX_DELAY,
     MIN_DELAY,
@@ -71,7 +72,8 @@ __all__ = [
 
 Sink = Callable[[Notice], None]
 
-SHIM_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim.py")
+SHIM_PATH = str(native_shim.PYTHON_SHIM)
+shim_command = native_shim.shim_command  # the argv prefix of the shim (tests pick one here)
 _LIVENESS_INTERVAL = 0.25  # seconds between checks that a quiet shim still exists
 _REAP_TIMEOUT = 5.0  # a shim exits right after writing its status
 
@@ -150,8 +152,7 @@ class ProcessRun:
         for stale in (status_path, record_path):  # a stale status would end the new run at once
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)
-        shim_args = [sys.executable, "-I", "-S", SHIM_PATH, "--status", status_path]
-        shim_args += ["--record", record_path]
+        shim_args = ["--status", status_path, "--record", record_path]
         shim_args += ["--log", log_path, "--cwd", os.path.abspath(cwd or os.getcwd())]
         shim_args += ["--grace", repr(grace), "--env-stdin"]
         if timeout is not None:
@@ -163,17 +164,10 @@ class ProcessRun:
         offset = os.fstat(log_fd).st_size
         env_read, env_write = os.pipe()
         try:
-            pid = os.posix_spawn(
-                sys.executable,
-                shim_args,
-                {},  # the shim needs nothing; the command's environment comes over the pipe
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, env_read, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 2),  # the shim's own errors, if any
-                ],
-                setsid=True,
-            )
+            pid = _spawn_shim(shim_args, env_read, log_fd)
+        except BaseException:
+            os.close(env_write)
+            raise
         finally:
             os.close(env_read)
             os.close(log_fd)
@@ -426,6 +420,33 @@ class ProcessRun:
         self._is_child = False
 
 
+def _spawn_shim(shim_args: list[str], env_read: int, log_fd: int) -> int:
+    """Start the shim in a session of its own; the Python shim if the C one cannot start."""
+    file_actions = [
+        (os.POSIX_SPAWN_DUP2, env_read, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_DUP2, log_fd, 2),  # the shim's own errors, if any
+    ]
+    shim = shim_command()
+    # the shim needs no environment of its own: the command's comes over the pipe
+    try:
+        return os.posix_spawn(
+            shim[0], [*shim, *shim_args], {}, file_actions=file_actions, setsid=True
+        )
+    except OSError as e:
+        if shim == native_shim.python_command():
+            raise
+        shim = native_shim.shim_fallback(f"{shim[0]} cannot start: {e}")
+    return os.posix_spawn(shim[0], [*shim, *shim_args], {}, file_actions=file_actions, setsid=True)
+
+
+def _is_shim(cmdline: list[str]) -> bool:
+    """Whether a command line is a shim's: the Python shim, or any version of the C one."""
+    if SHIM_PATH in cmdline:
+        return True
+    return bool(cmdline) and os.path.basename(cmdline[0]).startswith(native_shim.NATIVE_PREFIX)
+
+
 def _kill_remnants(pid: int, create_time: float, log_path: str) -> None:
     killed = kill_remnants(pid, create_time, record_path_for(log_path))
     if killed:
@@ -444,7 +465,7 @@ def find_shim(log_path: str) -> tuple[int, float] | None:
         return status.pid, 0.0
     for proc in psutil.process_iter(["cmdline", "create_time"]):
         cmdline = proc.info.get("cmdline") or []
-        if SHIM_PATH not in cmdline or "--log" not in cmdline:
+        if not _is_shim(cmdline) or "--log" not in cmdline:
             continue
         at = cmdline.index("--log")
         if at + 1 < len(cmdline) and cmdline[at + 1] == target:

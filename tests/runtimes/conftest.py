@@ -1,8 +1,10 @@
-"""Fixtures for the runtime tests: a shell runtime whose every process is killed at teardown."""
+"""Fixtures for the runtime tests: a shell runtime whose every process is killed at teardown, and
+the `shim` fixture that runs a test once under each shim (the C one and the Python one)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ import pytest
 
 from actors.runtime import Notice, OutputLine, RunHandle, TaskSpec
 from events.redact import forget_secrets
-from forge.runtimes import ProcessRun, ShellRuntime
+from forge.runtimes import ProcessRun, ShellRuntime, native_shim, process
 
 BASE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 WAIT = 10.0  # seconds: generous upper bound for anything the tests wait for
@@ -107,3 +109,23 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
 @pytest.fixture
 def sink() -> Collector:
     return Collector()
+
+
+@pytest.fixture(scope="session")
+def c_shim(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The C shim, built once for the session in a directory of its own."""
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler (cc) to build the C shim with")
+    return [str(native_shim.build(tmp_path_factory.mktemp("bin")))]
+
+
+@pytest.fixture(params=["python", "c"])
+def shim(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The shim command every attempt of the test runs under: the contract suite asks for this
+    fixture, so that each of its tests runs against both implementations."""
+    if request.param == "python":
+        command = native_shim.python_command()
+    else:
+        command = request.getfixturevalue("c_shim")
+    monkeypatch.setattr(process, "shim_command", lambda: list(command))
+    return list(command)

@@ -12,17 +12,23 @@ from pathlib import Path
 
 import msgspec
 import psutil
+import pytest
 
 from forge.runtimes import ProcessRun
+from forge.runtimes.process import find_shim
 from tests.runtimes.conftest import WAIT, Collector, Harness
 
-# A stand-in daemon: starts one attempt, reports its (pid, create_time) once the attempt's
-# first line came through, then waits to be killed.
+pytestmark = pytest.mark.usefixtures("shim")  # the contract: both shims pass it
+
+# A stand-in daemon: starts one attempt under the shim named by argv[2], reports its
+# (pid, create_time) once the attempt's first line came through, then waits to be killed.
 DAEMON = textwrap.dedent(
     """
     import json, sys, threading
     from actors.runtime import TaskSpec
-    from forge.runtimes import ShellRuntime
+    from forge.runtimes import ShellRuntime, process
+
+    process.shim_command = lambda: json.loads(sys.argv[2])
 
     seen = threading.Event()
     spec = TaskSpec(**json.loads(sys.argv[1]))
@@ -39,12 +45,12 @@ def _gate_script(go: Path) -> str:
 
 
 def test_an_attempt_survives_kill_9_of_its_daemon_and_is_adopted(
-    harness: Harness, sink: Collector
+    harness: Harness, sink: Collector, shim: list[str]
 ) -> None:
     go = harness.tmp / "go"
     spec = harness.spec("sh", "-c", _gate_script(go))
     daemon = subprocess.Popen(
-        [sys.executable, "-c", DAEMON, json.dumps(msgspec.to_builtins(spec))],
+        [sys.executable, "-c", DAEMON, json.dumps(msgspec.to_builtins(spec)), json.dumps(shim)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -124,3 +130,16 @@ def test_an_adopted_run_can_be_stopped_and_resumes_from_an_offset(
     assert outcome.failure == "lost"
     assert outcome.signal == signal.SIGKILL
     assert later.lines() == []  # nothing before the offset was replayed
+
+
+def test_a_running_shim_is_found_by_its_log_file(harness: Harness) -> None:
+    spec = harness.spec("sleep", "30")
+    running = harness.run(spec)
+    assert isinstance(running, ProcessRun)
+
+    found = find_shim(spec.log_path)
+
+    assert found is not None
+    assert found[0] == running.pid
+    assert abs(found[1] - running.create_time) < 0.01
+    assert find_shim(str(harness.tmp / "some-other.log")) is None

@@ -14,6 +14,8 @@ from forge.errors import NotFound
 from forge.runtimes import ProcessRun, read_status, status_path_for
 from tests.runtimes.conftest import BASE_ENV, WAIT, Collector, Harness, wait_until
 
+pytestmark = pytest.mark.usefixtures("shim")  # the contract: both shims pass it
+
 PRINT_PID_THEN_SLEEP = ["sh", "-c", "echo pid=$$; exec sleep 30"]
 
 

@@ -21,6 +21,8 @@ from forge.runtimes import ProcessRun
 from forge.runtimes.logfile import record_path_for
 from tests.runtimes.conftest import WAIT, Collector, Harness, wait_until
 
+pytestmark = pytest.mark.usefixtures("shim")  # the contract: both shims pass it
+
 _OWN_SESSION = "import os; os.setsid(); os.execvp('sleep', ['sleep', '30'])"
 _DAEMONIZE = (
     "import os\n"
