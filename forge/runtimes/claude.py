@@ -48,6 +48,8 @@ __all__ = ["ClaudeRuntime"]
 
 _log = get_logger(__name__)
 
+_NEVER_ASKS = frozenset({"bypassPermissions", "dontAsk"})  # modes with no approval server
+
 
 class ClaudeRuntime(ShimRuntime):
     """Runs `spec.prompt` with Claude Code in `spec.cwd` (a `RuntimeAdapter` named "claude").
@@ -160,8 +162,9 @@ class ClaudeRuntime(ShimRuntime):
 
     def _approval_config(self, spec: TaskSpec) -> str | None:
         """The `--mcp-config` file of this attempt's approval server (written beside its log),
-        or None when nothing is to be asked (no approvals configured, bypassPermissions)."""
-        if self.approvals is None or spec.permission_mode == "bypassPermissions":
+        or None when nothing is to be asked: no approvals configured, or a mode that asks nobody
+        (bypassPermissions allows every call, dontAsk refuses what the rules leave open)."""
+        if self.approvals is None or spec.permission_mode in _NEVER_ASKS:
             return None
         path = Path(spec.log_path).with_suffix(".mcp.json")
         return self.approvals.write_config(path, spec.task_id, spec.attempt, spec.approval_rules)
