@@ -3,6 +3,8 @@ log (the effective policy, resolved at submit), and bad input refused in one lin
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,9 +14,13 @@ import redis
 
 from events import types as t
 from forge.permissions import is_root
+from forge.runtimes.claude_command import bundled_binary
 from tests.cli.helpers import invoke, log_length, one_error_line, store_of
+from tests.mock_anthropic import DEFAULT_MODEL, MockAnthropic, Text, ToolUse
 
 pytestmark = pytest.mark.usefixtures("forge_env")
+
+BINARY = shutil.which("claude") or bundled_binary()
 
 
 def _definitions(client: redis.Redis) -> dict[str, t.TaskDefinition]:
@@ -149,3 +155,41 @@ def test_bypass_as_root_needs_the_sandbox_setting(
     assert spec.permission_mode == "bypassPermissions"
     assert spec.env == {"IS_SANDBOX": "1"}
     assert msgspec.json.encode(spec)  # recorded as plain data
+
+
+@pytest.mark.skipif(BINARY is None, reason="no claude binary (install forge[claude])")
+def test_forge_run_prompt_takes_repo_model_budget_and_a_policy(
+    redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`forge run --prompt` with the real binary: the options reach the task; a locked agent's
+    Write is refused, recorded, and the run does not end as a success."""
+    repo = _repo(tmp_path / "repo")
+    git = ["git", "-C", str(repo), "-c", "user.name=T", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "init"], check=True)
+    home = tmp_path / "agent-home"
+    home.mkdir()
+    with MockAnthropic() as mock:
+        mock.script(ToolUse("Write", {"file_path": "x.txt", "content": "x"}), Text("Wrote x."))
+        for name, value in {
+            "HOME": str(home),
+            "FORGE_RUNTIME_CLAUDE_BINARY": str(BINARY),
+            "ANTHROPIC_API_KEY": "sk-ant-api03-forge-run-key-0123456789",
+            "ANTHROPIC_BASE_URL": mock.url,
+            "CLAUDE_CODE_MAX_RETRIES": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        args = ["run", "--prompt", "Write x.txt", "--repo", str(repo), "--model", DEFAULT_MODEL]
+        result = invoke([*args, "--budget-usd", "2", "--locked", "--json"])
+    assert result.exit_code == 1, result.stderr
+    out = json.loads(result.stdout)
+    (task,) = out["tasks"]
+    store = store_of(redis_client, out["namespace"])
+    assert (task["state"], task["failure"]) == ("failed", "permission_denied")
+    (spec,) = [e.event.spec for e in store.read_range() if isinstance(e.event, t.TaskSubmitted)]
+    assert (spec.repo, spec.model, spec.budget_usd) == (str(repo), DEFAULT_MODEL, 2.0)
+    assert (spec.permission_mode, spec.allowed_tools) == ("dontAsk", [])
+    denied = [e.event for e in store.read_range() if isinstance(e.event, t.TaskPermissionDenied)]
+    assert [d.tool for d in denied] == ["Write"]
+    assert not (repo / "x.txt").exists()
