@@ -172,10 +172,11 @@ class ProcessRun:
             os.close(env_read)
             os.close(log_fd)
         try:
-            with os.fdopen(env_write, "w", encoding="utf-8") as pipe:
-                json.dump(dict(env), pipe)
+            _write_all(env_write, json.dumps(dict(env)).encode())
         except BrokenPipeError:
             pass  # the shim died at start-up; the run reports it as vanished
+        finally:
+            os.close(env_write)
         try:
             create_time = psutil.Process(pid).create_time()  # our child: not reaped yet
         except psutil.Error:
@@ -438,6 +439,12 @@ def _spawn_shim(shim_args: list[str], env_read: int, log_fd: int) -> int:
             raise
         shim = native_shim.shim_fallback(f"{shim[0]} cannot start: {e}")
     return os.posix_spawn(shim[0], [*shim, *shim_args], {}, file_actions=file_actions, setsid=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _is_shim(cmdline: list[str]) -> bool:
