@@ -82,7 +82,8 @@ def test_a_claude_task_records_session_usage_and_cost(
         Text("Wrote hi.txt."),
     )
     with running_fleet(redis_client, claude(mock), config(tmp_path / "logs")) as (fleet, store):
-        definition = spec(home, work, "write hi.txt")
+        # the policy a submitted task records (`forge task submit` fills in the defaults)
+        definition = spec(home, work, "write hi.txt", permission_mode="acceptEdits")
         submit(store, "c1", **definition)
         state = wait_for(fleet, all_terminal("c1"), timeout=60)
         task = state.tasks["c1"]
