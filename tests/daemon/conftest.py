@@ -111,7 +111,14 @@ class DaemonHarness:
         pids = [p.pid for p in self.started if p.poll() is None]
         if record is not None and alive(record.pid, record.create_time):
             pids.append(record.pid)
-        pids += self.live_agents()
+        agents = self.live_agents()
+        pids += agents
+        # what the agents started lives in their sessions, in process groups of its own
+        sessions = {_session(pid) for pid in agents} - {None}
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(proc.pid) in sessions:
+                    pids.append(proc.pid)
         for pid in pids:
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -121,6 +128,13 @@ class DaemonHarness:
         for proc in self.started:
             proc.wait(timeout=10)
         self.client.close()
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
 
 
 @pytest.fixture
