@@ -48,8 +48,6 @@ CFLAGS = ("-O2", "-std=c11", "-s")
 _BUILD_TIMEOUT = 120.0  # seconds
 _TRIAL_TIMEOUT = 10.0
 
-_log = get_logger(__name__)
-
 
 class NativeShimUnavailable(ForgeError):
     """Raised when the C shim cannot be built or run here (the Python shim is used instead)."""
@@ -103,7 +101,10 @@ class ShimChoice:
             return python_command()
 
     def _use_python(self, reason: str) -> None:
-        _log.warning("runtime.native_shim_unavailable", reason=reason, using=str(PYTHON_SHIM))
+        # a logger of the moment (once per process): one bound at import would miss a later
+        # configuration of the logging
+        log = get_logger(__name__)
+        log.warning("runtime.native_shim_unavailable", reason=reason, using=str(PYTHON_SHIM))
         self._command = python_command()
 
 

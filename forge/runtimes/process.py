@@ -58,6 +58,7 @@ from forge.runtimes.outcome import (
     redact_notice,
     secret_env_names,
 )
+from forge.runtimes.spawn import spawn_detached
 from forge.runtimes.tree import CpuProbe, kill_remnants, signal_tree, tree_usage, verified
 
 __all__ = [
@@ -422,23 +423,18 @@ class ProcessRun:
 
 
 def _spawn_shim(shim_args: list[str], env_read: int, log_fd: int) -> int:
-    """Start the shim in a session of its own; the Python shim if the C one cannot start."""
-    file_actions = [
-        (os.POSIX_SPAWN_DUP2, env_read, 0),
-        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-        (os.POSIX_SPAWN_DUP2, log_fd, 2),  # the shim's own errors, if any
-    ]
+    """Start the shim in a session of its own; the Python shim if the C one cannot start.
+
+    The shim needs no environment of its own: the command's comes over the pipe on its stdin.
+    Its stderr is the log, for its own errors if any."""
     shim = shim_command()
-    # the shim needs no environment of its own: the command's comes over the pipe
     try:
-        return os.posix_spawn(
-            shim[0], [*shim, *shim_args], {}, file_actions=file_actions, setsid=True
-        )
+        return spawn_detached(shim[0], [*shim, *shim_args], env_read, log_fd)
     except OSError as e:
         if shim == native_shim.python_command():
             raise
         shim = native_shim.shim_fallback(f"{shim[0]} cannot start: {e}")
-    return os.posix_spawn(shim[0], [*shim, *shim_args], {}, file_actions=file_actions, setsid=True)
+    return spawn_detached(shim[0], [*shim, *shim_args], env_read, log_fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
