@@ -99,6 +99,20 @@ def test_an_attempt_that_hangs_past_its_timeout_is_stopped(
     assert _state(agent) in {"gone", psutil.STATUS_ZOMBIE}
 
 
+def test_an_attempt_that_ignores_sigterm_at_its_timeout_is_killed_after_the_grace(
+    harness: Harness, sink: Collector
+) -> None:
+    spec = harness.spec("sh", "-c", 'trap "" TERM; echo pid=$$; sleep 30', timeout=0.3)
+    handle = harness.run(spec, sink)  # the harness's grace: 0.5 s
+    agent = _pid_from(sink)
+    outcome = handle.wait(WAIT)
+
+    assert outcome is not None
+    assert outcome.failure == "timeout"
+    assert outcome.signal == signal.SIGKILL
+    assert _state(agent) in {"gone", psutil.STATUS_ZOMBIE}
+
+
 def test_terminate_stops_a_running_attempt_gracefully(harness: Harness, sink: Collector) -> None:
     handle = harness.run(harness.spec(*PRINT_PID_THEN_SLEEP), sink)
     _pid_from(sink)
@@ -140,6 +154,28 @@ def test_pause_stops_the_process_tree_and_resume_continues_it(
     outcome = handle.wait(WAIT)
     assert outcome is not None
     assert outcome.failure == "cancelled"
+
+
+def test_time_spent_paused_does_not_count_towards_the_timeout(
+    harness: Harness, sink: Collector
+) -> None:
+    spec = harness.spec(*PRINT_PID_THEN_SLEEP, timeout=1.0)
+    handle = harness.run(spec, sink)
+    agent = _pid_from(sink)
+    handle.pause()
+    wait_until(lambda: _state(agent) == psutil.STATUS_STOPPED)
+    paused_at = time.monotonic()
+    assert handle.wait(1.5) is None  # longer than the timeout, paused: still running
+    handle.resume()
+    resumed_at = time.monotonic()
+    outcome = handle.wait(WAIT)
+
+    assert outcome is not None
+    assert outcome.failure == "timeout"
+    status = read_status(status_path_for(spec.log_path))
+    assert status is not None
+    assert status.timed_out
+    assert status.ended_at - status.started_at >= 1.0 + (resumed_at - paused_at) - 0.1
 
 
 def test_terminate_reaches_a_paused_attempt(harness: Harness, sink: Collector) -> None:
