@@ -99,4 +99,6 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
 
 def get_logger(name: str, **context: Any) -> Any:
     """A logger bound to a component name and any explicit context."""
-    return structlog.get_logger(name).bind(component=name, **context)
+    # initial values keep the logger lazy: it takes the configuration in force at each call,
+    # so a module-level logger made before `configure_logging` still writes where it says
+    return structlog.get_logger(name, component=name, **context)

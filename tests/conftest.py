@@ -17,6 +17,7 @@ import redis
 
 from events.redact import forget_secrets
 from forge.server import EmbeddedServer
+from tests.mock_anthropic import MockAnthropic
 
 
 def short_tempdir(prefix: str = "fg") -> Path:
@@ -67,3 +68,10 @@ def forge_env(embedded_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) 
 def _clean_secrets() -> Iterator[None]:
     yield
     forget_secrets()
+
+
+@pytest.fixture
+def mock() -> Iterator[MockAnthropic]:
+    """The suite's mock of the Anthropic Messages API, on 127.0.0.1 (script its replies)."""
+    with MockAnthropic() as server:
+        yield server

@@ -25,7 +25,6 @@ from events import types as t
 from events.store import EventStore
 from forge.approvals import ApprovalServer
 from forge.runtimes.claude import ClaudeRuntime
-from forge.runtimes.claude_command import bundled_binary
 from forge.server import EmbeddedServer
 from tests.actors.helpers import (
     all_terminal,
@@ -36,20 +35,14 @@ from tests.actors.helpers import (
     submit,
     wait_for,
 )
+from tests.claude_agents import BINARY, needs_claude
 from tests.mock_anthropic import DEFAULT_MODEL, MockAnthropic, Text, ToolUse
 
 API_KEY = "sk-ant-api03-forge-approvals-key-0123456789"
-BINARY = shutil.which("claude") or bundled_binary()
 NAMESPACE = "test"  # running_fleet's
 COMMAND = "echo approved > approved.txt"
 
-pytestmark = pytest.mark.skipif(BINARY is None, reason="no claude binary (install forge[claude])")
-
-
-@pytest.fixture
-def mock() -> Iterator[MockAnthropic]:
-    with MockAnthropic() as server:
-        yield server
+pytestmark = needs_claude
 
 
 @pytest.fixture

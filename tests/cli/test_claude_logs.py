@@ -17,24 +17,17 @@ import pytest
 import redis
 
 from forge.runtimes.claude import ClaudeRuntime
-from forge.runtimes.claude_command import bundled_binary
 from tests.actors.helpers import all_terminal, config, running_fleet, submit, wait_for
+from tests.claude_agents import claude_runtimes, needs_claude
 from tests.cli.helpers import invoke
 from tests.mock_anthropic import DEFAULT_MODEL, ApiError, MockAnthropic, Text, ToolUse
 
 API_KEY = "sk-ant-api03-forge-logs-key-0123456789"
-BINARY = shutil.which("claude") or bundled_binary()
 
 pytestmark = [
-    pytest.mark.skipif(BINARY is None, reason="no claude binary (install forge[claude])"),
+    needs_claude,
     pytest.mark.usefixtures("forge_env"),
 ]
-
-
-@pytest.fixture
-def mock() -> Iterator[MockAnthropic]:
-    with MockAnthropic() as server:
-        yield server
 
 
 @pytest.fixture
@@ -45,17 +38,7 @@ def home() -> Iterator[Path]:
 
 
 def _runtimes(mock: MockAnthropic) -> dict[str, ClaudeRuntime]:
-    environ = {
-        "ANTHROPIC_API_KEY": API_KEY,
-        "ANTHROPIC_BASE_URL": mock.url,
-        "CLAUDE_CODE_MAX_RETRIES": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-    }
-    runtime = ClaudeRuntime(
-        BINARY, default_model=DEFAULT_MODEL, environ=environ, progress_interval=0.0
-    )
-    return {"claude": runtime}
+    return claude_runtimes(mock, API_KEY)
 
 
 def _logs(monkeypatch: pytest.MonkeyPatch, *args: str) -> list[str]:

@@ -18,21 +18,14 @@ import pytest
 
 from events import types as t
 from events.state import TaskState
-from forge.runtimes.claude_command import bundled_binary
+from tests.claude_agents import BINARY, needs_claude
 from tests.daemon.conftest import DaemonHarness
 from tests.mock_anthropic import DEFAULT_MODEL, MockAnthropic, Text, ToolUse
 
 API_KEY = "sk-ant-api03-forge-approvals-restart-0123456789"
-BINARY = shutil.which("claude") or bundled_binary()
 COMMAND = "echo approved > approved.txt"
 
-pytestmark = pytest.mark.skipif(BINARY is None, reason="no claude binary (install forge[claude])")
-
-
-@pytest.fixture
-def mock() -> Iterator[MockAnthropic]:
-    with MockAnthropic() as server:
-        yield server
+pytestmark = needs_claude
 
 
 @pytest.fixture

@@ -11,30 +11,22 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from forge.runtimes.claude_command import bundled_binary
 from forge.server import EmbeddedServer
+from tests.claude_agents import needs_claude
 from tests.conftest import short_tempdir
 from tests.daemon.conftest import DaemonHarness
 from tests.mock_anthropic import MockAnthropic, Text, ToolUse
 
 API_KEY = "sk-ant-api03-forge-loop-key-0123456789abcdef"
-BINARY = shutil.which("claude") or bundled_binary()
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(BINARY is None, reason="no claude binary (install forge[claude])"),
+    needs_claude,
 ]
-
-
-@pytest.fixture
-def mock() -> Iterator[MockAnthropic]:
-    with MockAnthropic() as server:
-        yield server
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -18,12 +18,11 @@ import pytest
 
 from events import types as t
 from events.state import TaskState
-from forge.runtimes.claude_command import bundled_binary
+from tests.claude_agents import BINARY, needs_claude
 from tests.daemon.conftest import DaemonHarness
 from tests.mock_anthropic import DEFAULT_MODEL, MockAnthropic, Text, ToolUse
 
 API_KEY = "sk-ant-api03-forge-permissions-key-0123456789"
-BINARY = shutil.which("claude") or bundled_binary()
 CONTENT = "locked-content-that-must-never-reach-the-log"
 GIT_ENV = [
     "GIT_AUTHOR_NAME=Agent",
@@ -32,7 +31,7 @@ GIT_ENV = [
     "GIT_COMMITTER_EMAIL=agent@example.invalid",
 ]
 
-pytestmark = pytest.mark.skipif(BINARY is None, reason="no claude binary (install forge[claude])")
+pytestmark = needs_claude
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -51,12 +50,6 @@ def repo(tmp_path: Path) -> Path:
     _git(path, "add", "a.txt")
     _git(path, "-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", "init")
     return path
-
-
-@pytest.fixture
-def mock() -> Iterator[MockAnthropic]:
-    with MockAnthropic() as server:
-        yield server
 
 
 @pytest.fixture

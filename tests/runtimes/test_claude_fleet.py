@@ -17,7 +17,6 @@ import redis
 from actors.breaker import BreakerPolicy
 from events import types as t
 from forge.runtimes.claude import ClaudeRuntime
-from forge.runtimes.claude_command import bundled_binary
 from tests.actors.helpers import (
     all_terminal,
     assert_replay_matches,
@@ -27,18 +26,11 @@ from tests.actors.helpers import (
     submit,
     wait_for,
 )
-from tests.mock_anthropic import DEFAULT_MODEL, ApiError, MockAnthropic, Text, ToolUse
+from tests.claude_agents import claude_runtimes, needs_claude
+from tests.mock_anthropic import ApiError, MockAnthropic, Text, ToolUse
 
 API_KEY = "sk-ant-api03-forge-fleet-key-0123456789"
-BINARY = shutil.which("claude") or bundled_binary()
-
-pytestmark = pytest.mark.skipif(BINARY is None, reason="no claude binary (install forge[claude])")
-
-
-@pytest.fixture
-def mock() -> Iterator[MockAnthropic]:
-    with MockAnthropic() as server:
-        yield server
+pytestmark = needs_claude
 
 
 @pytest.fixture
@@ -49,17 +41,7 @@ def home() -> Iterator[Path]:
 
 
 def claude(mock: MockAnthropic) -> dict[str, ClaudeRuntime]:
-    environ = {
-        "ANTHROPIC_API_KEY": API_KEY,
-        "ANTHROPIC_BASE_URL": mock.url,
-        "CLAUDE_CODE_MAX_RETRIES": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-    }
-    runtime = ClaudeRuntime(
-        BINARY, default_model=DEFAULT_MODEL, environ=environ, progress_interval=0.0
-    )
-    return {"claude": runtime}
+    return claude_runtimes(mock, API_KEY)
 
 
 def spec(home: Path, work: Path, prompt: str, **extra: object) -> dict[str, object]:

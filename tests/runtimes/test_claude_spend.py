@@ -19,7 +19,6 @@ import redis
 from events import types as t
 from events.state import FleetState
 from forge.runtimes.claude import ClaudeRuntime
-from forge.runtimes.claude_command import bundled_binary
 from tests.actors.helpers import (
     all_terminal,
     assert_replay_matches,
@@ -29,18 +28,12 @@ from tests.actors.helpers import (
     submit,
     wait_for,
 )
+from tests.claude_agents import BINARY, needs_claude
 from tests.mock_anthropic import DEFAULT_MODEL, Hang, MockAnthropic, Stall, Text, ToolUse, Usage
 
 API_KEY = "sk-ant-api03-forge-spend-key-0123456789"
-BINARY = shutil.which("claude") or bundled_binary()
 
-pytestmark = pytest.mark.skipif(BINARY is None, reason="no claude binary (install forge[claude])")
-
-
-@pytest.fixture
-def mock() -> Iterator[MockAnthropic]:
-    with MockAnthropic() as server:
-        yield server
+pytestmark = needs_claude
 
 
 @pytest.fixture
