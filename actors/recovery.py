@@ -6,42 +6,48 @@ lost and the task is retried; one whose start was never recorded but whose agent
 by its log file gets its `task.started` first. Agents of the old daemon without a live attempt
 are recorded as terminated. Gaps a crash can leave between two appends are closed: a transient
 failure with no retry decision gets one, a pending task whose dependencies are done is queued,
-and due retries get their timers again. A part of the Orchestrator, kept in its own module.
+and due retries get their timers again.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
-from actors import terminal
+from actors.agents import Agents
+from actors.endings import Endings
+from actors.ledger import Ledger
 from actors.messages import AdoptAttempt, AttemptEnded, Timer
-from actors.policy import BREAKER_FAILURES, build_spec, retried
-from actors.runtime import Outcome
+from actors.policy import BREAKER_FAILURES, OrchestratorConfig, build_spec, retried
+from actors.runtime import Outcome, RuntimeAdapter
 from events import types as t
-
-if TYPE_CHECKING:
-    from actors.orchestrator import Orchestrator
 
 __all__ = ["recover"]
 
 
-def recover(orch: Orchestrator) -> None:
-    now = orch._now()
-    state = orch.state
+def recover(
+    ledger: Ledger,
+    agents: Agents,
+    endings: Endings,
+    runtimes: Mapping[str, RuntimeAdapter],
+    config: OrchestratorConfig,
+) -> None:
+    """Take over what the previous daemon left (run once, as the orchestrator starts)."""
+    now = ledger.now()
+    state = ledger.state
     adopting: set[str] = set()
     for task in list(state.tasks.values()):
         if task.state not in ("assigned", "running") or task.agent_id is None:
             continue
         agent = state.agents.get(task.agent_id)
-        runtime = orch.runtimes.get(task.definition.runtime)
-        spec = build_spec(task, task.attempt, orch.config)
+        runtime = runtimes.get(task.definition.runtime)
+        spec = build_spec(task, task.attempt, config)
         epoch = task.epoch or 0
         if agent is None or runtime is None:
             continue
         adopting.add(task.agent_id)
-        orch._spawn(agent.runtime, list(agent.tags), agent_id=task.agent_id)
+        agents.spawn(agent.runtime, list(agent.tags), agent_id=task.agent_id)
         if task.state == "running" and task.pid is not None and task.create_time is not None:
-            orch.tell_agent(
+            agents.tell(
                 task.agent_id,
                 AdoptAttempt(spec=spec, epoch=epoch, pid=task.pid, create_time=task.create_time),
             )
@@ -56,13 +62,13 @@ def recover(orch: Orchestrator) -> None:
                 create_time=create_time or None,
                 log_path=spec.log_path,
             )
-            orch._append([started])  # the history reads claim, started, outcome
-            orch.tell_agent(
+            ledger.append([started])  # the history reads claim, started, outcome
+            agents.tell(
                 task.agent_id,
                 AdoptAttempt(spec=spec, epoch=epoch, pid=found[0], create_time=found[1]),
             )
         else:  # assigned, but its start was never recorded: the attempt is lost
-            orch.actor_ref.tell(
+            agents.post(
                 AttemptEnded(
                     task.agent_id,
                     task.task_id,
@@ -80,31 +86,31 @@ def recover(orch: Orchestrator) -> None:
         for agent in state.agents.values()
         if agent.status != "terminated" and agent.agent_id not in adopting
     ]
-    orch._append(stale)
+    ledger.append(stale)
 
     for task in list(state.tasks.values()):
         if task.state == "retry_wait":
             delay = max(0.0, (task.not_before or now) - now)
-            orch.scheduler.after(delay, orch.actor_ref, Timer(kind="retry", key=task.task_id))
+            agents.later(delay, Timer(kind="retry", key=task.task_id))
         elif task.state == "failed" and retried(task, task.last_failure):
             # the crash came between the failure and the decision about it
             if task.last_failure in BREAKER_FAILURES:
-                orch._append([t.TaskQueued(at=now, task_id=task.task_id, reason="requeued")])
+                ledger.append([t.TaskQueued(at=now, task_id=task.task_id, reason="requeued")])
             else:
-                terminal.after_failure(orch, task)
+                endings.after_failure(task)
         elif task.state == "pending" and not state.unmet_dependencies(task.task_id):
-            orch._append([t.TaskQueued(at=now, task_id=task.task_id, reason="dependencies_met")])
+            ledger.append([t.TaskQueued(at=now, task_id=task.task_id, reason="dependencies_met")])
         elif task.state in ("failed", "dead_lettered", "cancelled", "completed"):
             if task.state == "completed":
                 ready = state.ready_dependants(task.task_id)
-                orch._append(
+                ledger.append(
                     [t.TaskQueued(at=now, task_id=d, reason="dependencies_met") for d in ready]
                 )
             else:
-                terminal.fail_dependants(orch, task)
+                endings.fail_dependants(task)
     for task_id in list(state.cancel_requests):
-        terminal.cancel(orch, task_id)
+        endings.cancel(task_id)
     for task_id in list(state.retry_requests):
         retry = state.tasks.get(task_id)
         if retry is not None and retry.state in ("failed", "dead_lettered", "cancelled"):
-            orch._append([t.TaskQueued(at=now, task_id=task_id, reason="manual_retry")])
+            ledger.append([t.TaskQueued(at=now, task_id=task_id, reason="manual_retry")])
