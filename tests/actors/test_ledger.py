@@ -1,0 +1,56 @@
+"""The Ledger, the orchestrator's copy of the log: its state is always the fold of the log up
+to its position, whatever it appended itself, others appended in between, or was refused."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from actors.clock import SystemClock
+from actors.ledger import Conditional, Ledger
+from events import types as t
+from events.replay import replay
+from events.state import FleetState
+from events.store import EventStore
+
+
+def _submitted(task_id: str) -> t.TaskSubmitted:
+    return t.TaskSubmitted(at=time.time(), task_id=task_id, spec=t.TaskDefinition(command=["true"]))
+
+
+def _assigned(task_id: str, agent_id: str = "a1") -> t.TaskAssigned:
+    return t.TaskAssigned(
+        at=time.time(), task_id=task_id, attempt=1, agent_id=agent_id, epoch=1, node_id="n"
+    )
+
+
+def test_conditional_records_are_each_fenced_and_the_state_follows_the_log(
+    redis_client: redis.Redis,
+) -> None:
+    store = EventStore(redis_client, "ledger")
+    seen: list[t.Event] = []
+    ledger = Ledger(store, FleetState(), SystemClock(), react=seen.append)
+    ledger.append([_submitted("x"), _submitted("y")])  # queued: no dependencies
+    store.append(_submitted("z"))  # another writer, between two of our appends
+    ledger.live = True
+
+    busy = t.AgentBusy(at=time.time(), agent_id="a1", task_id="x", attempt=1)
+    results = ledger.append_if(
+        Conditional("x", {"state": "queued"}, _assigned("x"), (busy,)),
+        Conditional("x", {"state": "queued"}, _assigned("x", "a2")),  # claimed just before
+        Conditional("y", {"state": "queued"}, _assigned("y", "a2")),  # not held back by it
+    )
+
+    assert results == [True, False, True]
+    assert (ledger.state.tasks["x"].state, ledger.state.tasks["x"].agent_id) == ("assigned", "a1")
+    assert ledger.state.tasks["y"].state == "assigned"
+    assert "z" in ledger.state.tasks  # caught up with the other writer's entry
+    assert ledger.position == store.last_id()
+    replayed, _ = replay(store)
+    assert replayed.tasks.keys() == ledger.state.tasks.keys()
+    assert {k: v.state for k, v in replayed.tasks.items()} == {
+        k: v.state for k, v in ledger.state.tasks.items()
+    }
+    # once live, every applied event is handed over, others' as well as our own
+    assert [type(e) for e in seen] == [t.TaskSubmitted, t.TaskAssigned, t.AgentBusy, t.TaskAssigned]
