@@ -48,7 +48,11 @@ def spawn_detached(path: str, argv: Sequence[str], stdin_fd: int, stderr_fd: int
     """Start `path` with `argv`, an empty environment, stdin from `stdin_fd`, stdout to
     /dev/null and stderr to `stderr_fd`, as the leader of a new session; its PID.
 
-    Raises OSError when the program cannot be started."""
+    Raises OSError when the program cannot be started, ValueError (as `os.posix_spawn` does)
+    when an argument holds a NUL byte: C would cut it short there and run something else."""
+    encoded = [os.fsencode(a) for a in (path, *argv)]
+    if any(b"\0" in a for a in encoded):
+        raise ValueError("embedded null byte")
     if _LIBC is None:
         return os.posix_spawn(
             path,
@@ -62,7 +66,7 @@ def spawn_detached(path: str, argv: Sequence[str], stdin_fd: int, stderr_fd: int
             setsid=True,
         )
     actions, attributes = _FileActions(), _Attributes()
-    args = (ctypes.c_char_p * (len(argv) + 1))(*(os.fsencode(a) for a in argv), None)
+    args = (ctypes.c_char_p * (len(argv) + 1))(*encoded[1:], None)
     no_env = (ctypes.c_char_p * 1)(None)
     pid = ctypes.c_int(0)
     _check(_LIBC.posix_spawn_file_actions_init(actions), path)
