@@ -22,7 +22,7 @@ from forge.cli.eventview import details, entries, matches, tag_of
 from forge.cli.render import stamp, table
 from forge.cli.verify import verify_log
 
-__all__ = ["events"]
+__all__ = ["events", "render_replay_summary", "replay_summary"]
 
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 
@@ -119,7 +119,7 @@ def tail_cmd(
         return
 
 
-def _summary(state: FleetState) -> dict[str, Any]:
+def replay_summary(state: FleetState) -> dict[str, Any]:
     return {
         "position": state.position,
         "events": state.event_count,
@@ -137,7 +137,7 @@ def _summary(state: FleetState) -> dict[str, Any]:
     }
 
 
-def _render_summary(data: dict[str, Any]) -> str:
+def render_replay_summary(data: dict[str, Any]) -> str:
     tasks = ", ".join(f"{n} {s}" for s, n in sorted(data["tasks"].items())) or "none"
     agents = ", ".join(f"{n} {s}" for s, n in data["agents"].items()) or "none"
     return "\n".join(
@@ -165,7 +165,7 @@ def replay_cmd(app: App, until: str | float | None, no_snapshot: bool, as_json: 
     if as_json:
         echo_data(to_builtins(state), True, str)
     else:
-        click.echo(_render_summary(_summary(state)))
+        click.echo(render_replay_summary(replay_summary(state)))
 
 
 @events.command("export")

@@ -24,6 +24,7 @@ from forge.cli.run_cmd import run
 from forge.cli.server_cmd import server
 from forge.cli.status_cmd import status
 from forge.cli.task_cmd import task
+from forge.cli.web_cmd import web
 
 __all__ = ["cli", "main", "one_line"]
 
@@ -102,7 +103,7 @@ def cli(
     ctx.obj = App(config_file, {"logging.level": log_level, "logging.format": log_format})
 
 
-for command in (task, agent, daemon, events, run, status, config, server):
+for command in (task, agent, daemon, events, run, status, config, server, web):
     cli.add_command(command)
 for command in (approvals, approve, deny):
     cli.add_command(command)
