@@ -14,7 +14,7 @@ from forge.cli.render import fleet_state, require_daemon, stamp, state_style, ta
 from forge.errors import InvalidTask, NotFound
 from forge.runtimes import available_runtimes
 
-__all__ = ["agent"]
+__all__ = ["agent", "request_agent"]
 
 
 @click.group()
@@ -67,10 +67,16 @@ def _live_agent(state: FleetState, agent_id: str) -> AgentState:
 
 def _request(app: App, agent_id: str, event: t.Event, verb: str) -> None:
     """Ask the running daemon to act on a live agent, through the log."""
+    click.echo(request_agent(app, agent_id, event, verb))
+
+
+def request_agent(app: App, agent_id: str, event: t.Event, verb: str) -> str:
+    """Append a request to a live agent (`forge agent pause|resume|kill`, `forge top`), with a
+    daemon running to act on it; says what was done."""
     require_daemon(app)
     _live_agent(fleet_state(app), agent_id)
     app.store.append(event)
-    click.echo(f"{verb} of {agent_id} requested")
+    return f"{verb} of {agent_id} requested"
 
 
 @agent.command("spawn")

@@ -22,7 +22,15 @@ from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.cli.render import duration, fleet_state, state_style, table
 from forge.errors import NotFound
 
-__all__ = ["approval_note", "approvals", "approve", "deny", "render_approvals", "waiting_approvals"]
+__all__ = [
+    "answer",
+    "approval_note",
+    "approvals",
+    "approve",
+    "deny",
+    "render_approvals",
+    "waiting_approvals",
+]
 
 MAX_REASON = 1000
 
@@ -92,6 +100,12 @@ def _waiting(state: FleetState, approval_id: str) -> ApprovalState:
 
 
 def _answer(app: App, approval_id: str, allowed: bool, always: bool, reason: str) -> None:
+    click.echo(answer(app, approval_id, allowed=allowed, always=always, reason=reason))
+
+
+def answer(app: App, approval_id: str, *, allowed: bool, always: bool, reason: str) -> str:
+    """Append the answer to a waiting tool call (`forge approve|deny`, `forge top`); says what
+    was done. The first answer in the log wins: a later one is an error."""
     waiting = _waiting(fleet_state(app), approval_id)
     app.store.append(
         t.ApprovalAnswered(
@@ -110,7 +124,7 @@ def _answer(app: App, approval_id: str, allowed: bool, always: bool, reason: str
         raise ForgeError(f"approval {approval_id} was {recorded.status} by {recorded.by} first")
     verb = "allowed" if allowed else "denied"
     scope = f"; {waiting.tool} calls like it are allowed for the rest of the task" if always else ""
-    click.echo(f"{verb} {approval_id} ({waiting.tool}: {waiting.summary}){scope}")
+    return f"{verb} {approval_id} ({waiting.tool}: {waiting.summary}){scope}"
 
 
 @click.command("approve")

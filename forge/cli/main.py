@@ -24,6 +24,7 @@ from forge.cli.run_cmd import run
 from forge.cli.server_cmd import server
 from forge.cli.status_cmd import status
 from forge.cli.task_cmd import task
+from forge.cli.top import top
 from forge.cli.web_cmd import web
 
 __all__ = ["cli", "main", "one_line"]
@@ -105,7 +106,7 @@ def cli(
 
 for command in (task, agent, daemon, events, run, status, config, server, web):
     cli.add_command(command)
-for command in (approvals, approve, deny):
+for command in (approvals, approve, deny, top):
     cli.add_command(command)
 for command in LAND_COMMANDS:  # diff, merge, discard, continue, attach, cleanup
     task.add_command(command)

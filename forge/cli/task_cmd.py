@@ -34,7 +34,7 @@ from forge.cli.task_logs import follow_task, log_path, print_attempt
 from forge.errors import ForgeError, InvalidTask, NotFound
 from forge.submit import TaskRequest, plan, read_tasks_file, submit
 
-__all__ = ["task"]
+__all__ = ["request_cancel", "request_retry", "task"]
 
 
 @click.group()
@@ -291,12 +291,32 @@ def logs_cmd(app: App, task_id: str, follow: bool, attempt: int | None, raw: boo
         return
 
 
-def _control(app: App, event: t.Event, what: str) -> None:
+def _control(app: App, event: t.Event, what: str) -> str:
     app.store.append(event)
     if daemon_info(app).running:
-        click.echo(f"{what} requested")
-    else:
-        click.echo(f"{what} recorded; no daemon is running: it takes effect when one starts")
+        return f"{what} requested"
+    return f"{what} recorded; no daemon is running: it takes effect when one starts"
+
+
+def request_cancel(app: App, task_id: str) -> str:
+    """Append a task's cancel request (`forge task cancel`, `forge top`); says what was done."""
+    x = task_or_fail(fleet_state(app), task_id)
+    if x.terminal:
+        raise ForgeError(f"task {task_id} is already {x.state}: nothing to cancel")
+    event = t.TaskCancelRequested(at=time.time(), task_id=task_id)
+    return _control(app, event, f"cancel of {task_id}")
+
+
+def request_retry(app: App, task_id: str) -> str:
+    """Append a task's retry request (`forge task retry`, `forge top`); says what was done."""
+    x = task_or_fail(fleet_state(app), task_id)
+    if x.state not in ("failed", "dead_lettered", "cancelled"):
+        raise ForgeError(
+            f"task {task_id} is {x.state}: "
+            "only a failed, dead-lettered or cancelled task can be retried"
+        )
+    event = t.TaskRetryRequested(at=time.time(), task_id=task_id)
+    return _control(app, event, f"retry of {task_id}")
 
 
 @task.command("cancel")
@@ -304,10 +324,7 @@ def _control(app: App, event: t.Event, what: str) -> None:
 @pass_app
 def cancel_cmd(app: App, task_id: str) -> None:
     """Cancel a task: a running agent is stopped gracefully, then forcibly."""
-    x = task_or_fail(fleet_state(app), task_id)
-    if x.terminal:
-        raise ForgeError(f"task {task_id} is already {x.state}: nothing to cancel")
-    _control(app, t.TaskCancelRequested(at=time.time(), task_id=task_id), f"cancel of {task_id}")
+    click.echo(request_cancel(app, task_id))
 
 
 @task.command("retry")
@@ -315,13 +332,7 @@ def cancel_cmd(app: App, task_id: str) -> None:
 @pass_app
 def retry_cmd(app: App, task_id: str) -> None:
     """Queue a failed, dead-lettered or cancelled task again."""
-    x = task_or_fail(fleet_state(app), task_id)
-    if x.state not in ("failed", "dead_lettered", "cancelled"):
-        raise ForgeError(
-            f"task {task_id} is {x.state}: "
-            "only a failed, dead-lettered or cancelled task can be retried"
-        )
-    _control(app, t.TaskRetryRequested(at=time.time(), task_id=task_id), f"retry of {task_id}")
+    click.echo(request_retry(app, task_id))
 
 
 @task.command("history")
