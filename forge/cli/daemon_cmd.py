@@ -15,6 +15,7 @@ from events import types as t
 from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.cli.daemon_log_view import render_log_line
 from forge.cli.render import DaemonInfo, daemon_info, duration, fleet_state, is_tty, stamp
+from forge.cli.web_cmd import background_web, dashboard_beside
 from forge.connection import connect
 from forge.daemon import Daemon
 from forge.daemon_process import DaemonFiles, python_argv, spawn_background, wait_gone
@@ -32,8 +33,15 @@ def daemon() -> None:
 
 @daemon.command("start")
 @click.option("--foreground", is_flag=True, help="Run in this process (logs to stderr).")
+@click.option(
+    "--web",
+    "web_port",
+    type=click.IntRange(1, 65535),
+    help="Also serve the dashboard on 127.0.0.1:PORT (see `forge web`); its address, token "
+    "included, is printed.",
+)
 @pass_app
-def start_cmd(app: App, foreground: bool) -> None:
+def start_cmd(app: App, foreground: bool, web_port: int | None) -> None:
     """Start the daemon: detached, with its pid file and log under FORGE_HOME."""
     files = DaemonFiles(app.settings.home_path)
     running, stale = files.running()
@@ -43,14 +51,20 @@ def start_cmd(app: App, foreground: bool) -> None:
         click.echo(f"removed the stale pid file of daemon pid {stale.pid}", err=True)
     if foreground:
         settings = app.settings
-        code = Daemon(settings, app.redis, connect=lambda: connect(settings)).run()
+        with dashboard_beside(app, web_port):
+            code = Daemon(settings, app.redis, connect=lambda: connect(settings)).run()
         exit_now(code)
     app.redis  # noqa: B018 - start the embedded server here, where its errors can be shown
     args = ["--config", str(app.config_file)] if app.config_file else []
+    web_args, web_env, address = background_web(web_port)
     record = spawn_background(
-        files, python_argv(*args, "daemon", "start", "--foreground"), environment()
+        files,
+        python_argv(*args, "daemon", "start", "--foreground", *web_args),
+        environment() | web_env,
     )
     click.echo(f"daemon started (pid {record.pid}, node {record.node_id}); log: {files.logfile}")
+    if address is not None:
+        click.echo(address)
 
 
 def exit_now(code: int) -> NoReturn:

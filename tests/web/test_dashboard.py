@@ -24,8 +24,10 @@ PICTURE = "FORGE_DASHBOARD_PICTURE"  # where to copy the screenshot (docs/images
 
 
 def _text(driver: WebDriver, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    """The visible text of the first element `css` selects ("" if none), read in one step
+    (the page replaces its elements as the log moves on)."""
+    script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';"
+    return str(driver.execute_script(script, css))
 
 
 def _has(css: str, text: str) -> object:
