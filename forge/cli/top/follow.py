@@ -51,6 +51,9 @@ class LogFollower:
         delay = 0.2
         while not self._stop.is_set():
             try:
+                if self.error is not None:
+                    self._store.last_id()  # reachable again: say so before the first entry
+                    self.error = None
                 for entry in self._store.tail(self.position, BLOCK_MS, stop=self._stop):
                     self.position = entry.id
                     self._entries.put(entry)
