@@ -82,13 +82,17 @@ def _story(store: EventStore) -> str:
         [
             t.AgentSpawned(at=now, agent_id="agent-1", runtime="shell"),
             t.AgentSpawned(at=now, agent_id="agent-2", runtime="shell"),
+            t.AgentReady(at=now, agent_id="agent-1"),
+            t.AgentReady(at=now, agent_id="agent-2"),
             t.TaskAssigned(at=now, task_id="t-tests", attempt=1, agent_id="agent-1", epoch=1),
+            t.AgentBusy(at=now, agent_id="agent-1", task_id="t-tests", attempt=1),
             t.TaskStarted(at=now, task_id="t-tests", attempt=1, agent_id="agent-1"),
             t.TaskSubmitted(at=now, task_id="t-lint", spec=spec("make lint", 3, "lint")),
             t.TaskAssigned(at=now, task_id="t-lint", attempt=1, agent_id="agent-2", epoch=1),
             t.TaskStarted(at=now, task_id="t-lint", attempt=1, agent_id="agent-2"),
             t.TaskUsage(at=now, task_id="t-lint", attempt=1, cost_usd=0.0125),
             t.TaskCompleted(at=now, task_id="t-lint", attempt=1, agent_id="agent-2", exit_code=0),
+            t.AgentIdle(at=now, agent_id="agent-2"),
             t.TaskSubmitted(at=now, task_id="t-docs", spec=spec("make docs", 4, "docs")),
         ]
     )

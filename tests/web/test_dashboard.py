@@ -121,7 +121,9 @@ def test_a_task_page_shows_its_timeline(dashboard: Dashboard, browser: WebDriver
     timeline = _text(browser, "#timeline")
     for tag in ("task.submitted", "task.assigned", "task.started", "task.usage"):
         assert tag in timeline
-    assert "make lint" in _text(browser, "main")
+    main = _text(browser, "main")
+    assert "make lint" in main
+    assert "shell · priority 3" in main
     wait_for(browser, _has("#diff", "no repository"), "the diff section did not answer")
 
 

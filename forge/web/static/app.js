@@ -149,7 +149,7 @@ async function taskPage() {
   const info = el("dl", { class: "info" },
     el("dt", { text: "state" }), el("dd", {}, badge(t.state),
       t.last_failure ? ` (${t.last_failure}${t.last_reason ? ": " + t.last_reason : ""})` : ""),
-    el("dt", { text: "runtime" }), el("dd", { text: `${def.runtime} · priority ${def.priority}` }),
+    el("dt", { text: "runtime" }), el("dd", { text: `${t.runtime} · priority ${t.priority}` }),
     el("dt", { text: def.command && def.command.length ? "command" : "prompt" }),
     el("dd", {}, el("code", { text: what })),
     el("dt", { text: "cost" }), el("dd", { text: fmt.usd(t.cost_usd) }),
@@ -168,7 +168,7 @@ async function taskPage() {
   $("#main").replaceChildren(el("h1", {}, "Task ", el("code", { text: t.task_id }),
     t.name ? " · " + t.name : ""), info, section("Attempts", attempts),
     section("Timeline", timeline),
-    section(def.runtime === "claude" ? "Transcript (latest attempt)" : "Output (latest attempt)", output),
+    section(t.runtime === "claude" ? "Transcript (latest attempt)" : "Output (latest attempt)", output),
     section("Diff of its branch", diff));
   const base = "/api/task/" + encodeURIComponent(id);
   api(base + "/output").then((o) => {
