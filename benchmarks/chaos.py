@@ -127,7 +127,8 @@ class Run:
                 if proc.info["status"] == psutil.STATUS_ZOMBIE:
                     continue
                 line = " ".join(proc.info["cmdline"] or ())
-                if "shim.py" in line and str(self.home) in line:
+                shim = "shim.py" in line or "forge-shim-" in line  # the Python or the C shim
+                if shim and str(self.home) in line:
                     found["shim"].append(proc)
                 elif str(self.marks) in line:
                     found["command"].append(proc)
