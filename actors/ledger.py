@@ -1,15 +1,17 @@
 """The Ledger: the orchestrator's copy of the log — the fleet state, how far into the log it is,
 and every way of writing to the log and reading it back.
 
-The state changes *only* by applying log entries, in log order. After each append the ledger
-applies its own events directly when nothing else was appended since its position (the log
-then holds exactly what it applied), else it catches up by reading, so events written by
-others (the CLI's submissions and control requests, the breakers) interleave exactly as a
-replay will see them. While `live`, each applied event is handed to `react`, which may append
-in turn (those appends are applied before the outer ones return).
+The state changes *only* by applying log entries, in log order. Every append is one call of
+the append script, which sends back what others appended since the ledger's position (the
+CLI's submissions and control requests, the breakers); the ledger applies those first, then
+its own events, so they interleave exactly as a replay will see them, without reading the log
+again (it reads only when too much came in between). While `live`, each applied event is
+handed to `react`, which may append in turn (those appends are applied before the outer ones
+return).
 
 Conditional appends are fenced by the append script's index (task state, attempt, daemon
-epoch); a record whose expectation no longer holds is refused and the ledger catches up.
+epoch); many records go in one call, each fenced on its own: a record whose expectation no
+longer holds is refused, and refuses no other.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from events import types as t
 from events.errors import TaskConflict
 from events.projection import apply
 from events.state import FleetState
-from events.store import EventStore
+from events.store import Appended, EventStore, Records
 
-__all__ = ["Conditional", "Ledger"]
+__all__ = ["Conditional", "Ledger", "Unconditional"]
 
 _READ_PAGE = 5000
 
@@ -39,6 +41,18 @@ class Conditional(NamedTuple):
     expect: Mapping[str, Any]
     event: t.Event
     extra: Sequence[t.Event] = ()
+
+
+class Unconditional(NamedTuple):
+    """Events appended as they are, in order among conditional records."""
+
+    events: Sequence[t.Event]
+
+
+def _group(record: Conditional | Unconditional) -> Records:
+    if isinstance(record, Unconditional):
+        return Records(record.events)
+    return Records((record.event, *record.extra), record.task_id, record.expect)
 
 
 class Ledger:
@@ -77,28 +91,28 @@ class Ledger:
     def append(self, events: Sequence[t.Event]) -> None:
         """Append `events` in order, atomically, and apply them (nothing for an empty list)."""
         if events:
-            prev, ids = self.store.append_after(events)
-            self._absorb(prev, events, ids)
+            self.append_if(Unconditional(events))
 
-    def append_if(self, *records: Conditional) -> list[bool]:
-        """Append each record whose expectation holds; for each record, whether it was
-        appended (a refused one leaves the state caught up with the log). Records are
-        independent: one refused does not hold back the others. Today each is one round trip;
-        the append script can take several, which is how appends will be batched."""
-        return [self._append_one(record) for record in records]
-
-    def _append_one(self, record: Conditional) -> bool:
-        task_id, expect, event, extra = record
-        try:
-            prev, ids = self.store.append_if_after(task_id, expect, event, *extra)
-        except TaskConflict as conflict:
-            self.catch_up()
-            if conflict.current is None and self._adopt_into_index(task_id):
-                return self._append_one(record)
-            self.log.info("conditional append refused", task_id=task_id, reason=str(conflict))
-            return False
-        self._absorb(prev, [event, *extra], ids)
-        return True
+    def append_if(self, *records: Conditional | Unconditional) -> list[bool]:
+        """Append each record whose expectation holds, all in one round trip, and apply them;
+        for each record, whether it was appended (an `Unconditional` one always is). Records
+        are independent: one refused does not hold back the others. The state is caught up
+        with the log either way: what others appended before comes back with the append."""
+        groups = [_group(record) for record in records]
+        if not groups:
+            return []
+        appended = self.store.append_groups(groups, after=self.state.position)
+        self._absorb(appended, groups)
+        done = [not isinstance(result, TaskConflict) for result in appended.results]
+        for i, result in enumerate(appended.results):
+            if not isinstance(result, TaskConflict):
+                continue
+            task_id = result.task_id
+            if result.current is None and self._adopt_into_index(task_id):
+                [done[i]] = self.append_if(records[i])
+            else:
+                self.log.info("conditional append refused", task_id=task_id, reason=str(result))
+        return done
 
     def _adopt_into_index(self, task_id: str) -> bool:
         """A task the log knows and the index does not (appended without the append script):
@@ -111,14 +125,22 @@ class Ledger:
         self.log.warning("task missing from the index: entry derived from the log", task_id=task_id)
         return True
 
-    def _absorb(self, prev: str, events: Sequence[t.Event], ids: list[str]) -> None:
-        """Bring our own appended events into the state: directly when nothing else was
-        appended since our position (the log holds exactly what we applied), else by reading."""
-        if prev != self.state.position:
+    def _absorb(self, appended: Appended, groups: Sequence[Records]) -> None:
+        """Bring the log up to our appends into the state, in log order: what others appended
+        since our position (sent back with the append) and then our own events; by reading
+        when the append could not send all of the former back."""
+        if appended.entries is None:
             self.catch_up()
             return
-        for entry_id, event in zip(ids, events, strict=True):
-            self._apply_entry(entry_id, event)
+        ours = [
+            (entry_id, event)
+            for group, ids in zip(groups, appended.results, strict=True)
+            if not isinstance(ids, TaskConflict)
+            for entry_id, event in zip(ids, group.events, strict=True)
+        ]
+        for entry_id, event in [*appended.entries, *ours]:
+            if _stream_key(entry_id) > _stream_key(self.state.position):
+                self._apply_entry(entry_id, event)  # (else: a reaction's append applied it)
         self._maybe_checkpoint()
 
     # -- reading ------------------------------------------------------------------------
@@ -137,13 +159,13 @@ class Ledger:
 
     def advance(self, last_id: str, after: str, entries: Iterable[tuple[str, Any]]) -> None:
         """The tail reader saw the log grow to `last_id`, with `entries` following `after`:
-        apply them if they follow our position, else read from our position ourselves."""
+        apply those after our position if they cover it, else read from it ourselves."""
         if not last_id:
             self.catch_up()  # the tail could not tell how far the log goes
         elif _stream_key(last_id) <= _stream_key(self.state.position):
             pass  # our own appends, applied already
-        elif after == self.state.position and entries:
-            for entry_id, event in entries:
+        elif after and entries and _stream_key(after) <= _stream_key(self.state.position):
+            for entry_id, event in entries:  # they cover everything after our position
                 if _stream_key(entry_id) > _stream_key(self.state.position):
                     self._apply_entry(entry_id, event)  # (else: applied, nested)
             self._maybe_checkpoint()

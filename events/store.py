@@ -5,6 +5,8 @@ the task index (`state|attempt|epoch` per task) with the transition rules of
 `events.transitions`, so the index always agrees with the projection. Conditional appends
 (`claim`, `complete`, `append_if`) check the index first and raise `TaskConflict` when it has
 moved: this fences out stale writers (an old attempt, an old daemon epoch, another node).
+`append_groups` makes many of them in one round trip, each group fenced on its own, and can
+send back what others appended since the writer's position, so that it need not read.
 
 Reading: `read_range`/`read_from` return decoded entries; `pages` is the fast path replay uses
 (one msgpack document per page, decoded in one call); `tail` blocks on `XREAD`. An entry that
@@ -23,19 +25,28 @@ import msgspec
 import redis
 from redis.commands.core import Script
 
+from events.append_script import Records, group_args
 from events.codec import DATA_FIELD, decode_entry
 from events.errors import StoreError, StoreUnavailable, TaskConflict, UndecodableEvent
 from events.keys import Keys
 from events.state import FleetState
-from events.transitions import ABSENT, TRANSITIONS
-from events.types import AnyEvent, Event, TaskAssigned, TaskSubmitted
+from events.types import AnyEvent, Event, TaskAssigned
 
-__all__ = ["KEEP_BYTES", "EventStore", "IndexEntry", "LogEntry", "Quarantined", "redis_errors"]
+__all__ = [
+    "KEEP_BYTES",
+    "Appended",
+    "EventStore",
+    "IndexEntry",
+    "LogEntry",
+    "Quarantined",
+    "Records",
+    "redis_errors",
+]
 
 DEFAULT_PAGE = 10_000
+DEFAULT_GAP = 1000  # entries of others an append sends back at most (else the writer reads)
 KEEP_BYTES = 64 * 1024  # of a quarantined entry's fields, names and values together
 _MAX_REASON = 300
-_DEP_SEPARATOR = "\x1f"
 _PAGE_DECODER = msgspec.msgpack.Decoder(list[tuple[str, int, AnyEvent]])
 _ENCODER = msgspec.msgpack.Encoder()
 
@@ -59,6 +70,16 @@ class IndexEntry(NamedTuple):
         text = raw.decode() if isinstance(raw, bytes) else raw
         state, attempt, epoch = text.split("|")
         return cls(state, int(attempt) if attempt else None, int(epoch) if epoch else None)
+
+
+class Appended(NamedTuple):
+    """What `EventStore.append_groups` did: the id of the entry last before its appends
+    ("0-0" for an empty log), the entries others appended since the caller's position (None
+    if not asked for, or too many), and per group its new ids or the conflict that refused it."""
+
+    prev: str
+    entries: list[LogEntry] | None
+    results: list[list[str] | TaskConflict]
 
 
 class Quarantined(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,49 +111,9 @@ def _load_script(name: str) -> str:
     return importlib.resources.files("events").joinpath("lua", name).read_text("utf-8")
 
 
-def _sources(sources: frozenset[str]) -> str:
-    return "|" + "|".join(sorted("-" if s == ABSENT else s for s in sources)) + "|"
-
-
-_RULES: dict[type[Event], tuple[str, str, bool]] = {
-    cls: (_sources(rule.sources), rule.target or "", rule.match_attempt)
-    for cls, rule in TRANSITIONS.items()
-    if cls is not TaskSubmitted
-}
-# events that never change the index are plain XADDs unless a conditional append checks them
-_INDEX_NEUTRAL = frozenset(
-    cls for cls, rule in TRANSITIONS.items() if rule.target is None and cls is not TaskAssigned
-)
-
-
-def _record(event: Event, out: list[Any], checked: bool = False) -> None:
-    """Append the `append.lua` record of one event to `out` (`checked`: a conditional append,
-    which must check the event's transition even if it changes nothing)."""
-    cls = type(event)
-    data = _ENCODER.encode(event)
-    version = cls.schema
-    rule = _RULES.get(cls) if checked or cls not in _INDEX_NEUTRAL else None
-    if rule is not None:
-        sources, target, match = rule
-        e: Any = event
-        assigned = cls is TaskAssigned
-        out += (
-            "t",
-            data,
-            version,
-            e.task_id,
-            sources,
-            target,
-            e.attempt if match else "",
-            e.attempt if assigned else "",
-            e.epoch if assigned else "",
-        )
-    elif cls is TaskSubmitted:
-        s: Any = event
-        key = s.spec.idempotency_key or ""
-        out += ("s", data, version, s.task_id, _DEP_SEPARATOR.join(s.spec.after), key)
-    else:
-        out += ("e", data, version)
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """A stream entry's fields from the flat list a script returns them as."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _text(value: bytes | str) -> str:
@@ -205,14 +186,13 @@ class EventStore:
         """Like `append_batch`, and also return the id of the entry that was last before the
         batch ("0-0" for an empty log): a writer whose last read position equals it knows that
         nobody else appended in between."""
-        args: list[Any] = ["", "", "", ""]
-        for event in events:
-            _record(event, args)
-        if len(args) == 4:
+        events = list(events)
+        if not events:
             return self.last_id() or "0-0", []
-        with redis_errors("append"):
-            reply = self._append(keys=self._append_keys, args=args)
-        return reply[1].decode(), [i.decode() for i in reply[2:]]
+        appended = self.append_groups([Records(events)])
+        ids = appended.results[0]
+        assert isinstance(ids, list)  # an unconditional group is never refused
+        return appended.prev, ids
 
     def append_if(
         self, task_id: str, expect: Mapping[str, Any], event: Event, *extra: Event
@@ -229,26 +209,41 @@ class EventStore:
         self, task_id: str, expect: Mapping[str, Any], event: Event, *extra: Event
     ) -> tuple[str, list[str]]:
         """`append_if`, returning the previous last id and every new id (see `append_after`)."""
-        states = expect.get("state")
-        if isinstance(states, str):
-            states = (states,)
-        head = [
-            task_id,
-            _sources(frozenset(states)) if states is not None else "",
-            "" if expect.get("attempt") is None else expect["attempt"],
-            "" if expect.get("epoch") is None else expect["epoch"],
-        ]
-        _record(event, head, checked=True)
-        for other in extra:
-            if type(other) in TRANSITIONS:
-                raise StoreError("extra events of a conditional append must not touch a task")
-            _record(other, head)
-        with redis_errors("conditional append"):
-            reply = self._append(keys=self._append_keys, args=head)
-        if reply[0] == 0:
-            current = IndexEntry.parse(reply[1])._asdict() if reply[1] else None
-            raise TaskConflict(task_id, dict(expect), current)
-        return reply[1].decode(), [i.decode() for i in reply[2:]]
+        appended = self.append_groups([Records((event, *extra), task_id, expect)])
+        result = appended.results[0]
+        if isinstance(result, TaskConflict):
+            raise result
+        return appended.prev, result
+
+    def append_groups(
+        self, groups: Sequence[Records], after: str | None = None, most: int = DEFAULT_GAP
+    ) -> Appended:
+        """Append groups of events in order, in one round trip: an unconditional group always,
+        a conditional one (with a `task_id`) only if that task's index entry matches its
+        `expect` and its first event's transition is legal (see `append_if`); each group is
+        fenced on its own, so one refused holds back no other.
+
+        With `after` (the caller's position), the entries others appended between it and
+        these appends come back too (decoded; None if there are more than `most`)."""
+        args: list[Any] = ["" if after is None else after, most]
+        for group in groups:
+            group_args(group, args)
+        with redis_errors("append"):
+            reply = self._append(keys=self._append_keys, args=args)
+        prev, raw_entries, *raw_results = reply
+        entries = None
+        if after is not None and isinstance(raw_entries, list):
+            entries = self._decode_all(
+                [(entry_id, _pairs(fields)) for entry_id, fields in raw_entries]
+            )
+        results: list[list[str] | TaskConflict] = []
+        for group, raw in zip(groups, raw_results, strict=True):
+            if raw[0] == 1:
+                results.append([i.decode() for i in raw[1:]])
+            else:
+                current = IndexEntry.parse(raw[1])._asdict() if raw[1] else None
+                results.append(TaskConflict(group.task_id or "", dict(group.expect), current))
+        return Appended(prev.decode(), entries, results)
 
     def claim(self, task_id: str, event: TaskAssigned, expected_state: str = "queued") -> str:
         """Append a TaskAssigned only if the task is still in `expected_state`."""

@@ -1,17 +1,28 @@
 -- Append events to the log and keep the derived task index in step, atomically.
 --
 -- KEYS[1] log stream, KEYS[2] task index hash, KEYS[3] idempotency hash
--- ARGV[1..4] an optional expectation on one task: task id ('' = none), allowed states
---   ('|a|b|', '' = any; '-' is the state of an unknown task), attempt ('' = any), epoch ('' = any).
---   With an expectation the batch must hold exactly one task event whose transition is legal.
--- ARGV[5..] one record per event, by kind:
+-- ARGV[1] the caller's log position ('' = none), ARGV[2] the most entries to send back
+--   (see the reply)
+-- ARGV[3..] groups of records. Each group opens with a header
+--   task states attempt epoch count
+--   task: '' for an unconditional group, else the task the group's expectation is on;
+--   states ('|a|b|', '' = any; '-' is the state of an unknown task), attempt ('' = any) and
+--   epoch ('' = any) are what its index entry must hold; count: the records that follow.
+--   A conditional group's first record is its task's event, whose transition must be legal
+--   too; the group is appended whole or not at all, and each group is fenced on its own: one
+--   refused holds back no other.
+-- Records, one per event, by kind:
 --   'e' data version                      an event that touches no task
 --   's' data version task deps idem       task submitted (deps joined by \31)
 --   't' data version task sources target match_attempt set_attempt set_epoch
--- Index values are 'state|attempt|epoch'. Returns {1, previous last id, id...} or
--- {0, current index value}.
+-- Index values are 'state|attempt|epoch'.
+-- Returns {id of the last entry before these appends ('0-0': none), entries, result...}:
+--   entries: those after the caller's position up to that id, {{id, {field, value...}}...},
+--   or 0 when there are more than ARGV[2] of them (or no position was given);
+--   one result per group: {1, id...} appended, or {0, the index value found ('' = none)}.
 
 local log, index, idem = KEYS[1], KEYS[2], KEYS[3]
+local SIZES = {e = 3, s = 6, t = 9}
 
 local function parse(v)
   if not v then return '-', '', '' end
@@ -19,34 +30,46 @@ local function parse(v)
   return s, a, e
 end
 
-local expect_task = ARGV[1]
-if expect_task ~= '' then
-  local cur = redis.call('HGET', index, expect_task)
-  local s, a, e = parse(cur)
-  if (ARGV[2] ~= '' and not string.find(ARGV[2], '|' .. s .. '|', 1, true))
-    or (ARGV[3] ~= '' and a ~= ARGV[3]) or (ARGV[4] ~= '' and e ~= ARGV[4]) then
-    return {0, cur or ''}
+-- the entry before these appends, so that a writer can tell whether anyone else appended
+-- since it last read, and what: it applies those entries before its own
+local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+local prev = newest[1] and newest[1][1] or '0-0'
+local entries = 0
+local position, most = ARGV[1], tonumber(ARGV[2])
+if position ~= '' then
+  if position == prev then
+    entries = {}
+  else
+    local found = redis.call('XRANGE', log, '(' .. position, prev, 'COUNT', most + 1)
+    if #found <= most then entries = found end
   end
 end
 
--- the id of the entry before this batch, so that a writer can tell whether anyone else
--- appended since it last read (then it must catch up before applying its own events)
-local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
-local ids = {1, newest[1] and newest[1][1] or '0-0'}
-local i = 5
-local n = #ARGV
-while i <= n do
-  local kind = ARGV[i]
-  if kind == 'e' then
-    ids[#ids + 1] = redis.call('XADD', log, '*', 'd', ARGV[i + 1], 'v', ARGV[i + 2])
-    i = i + 3
-  elseif kind == 's' then
-    local task, deps, key = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+-- would the record at i be appended with a legal transition (and its index entry found)?
+local function legal(i)
+  local kind, task = ARGV[i], ARGV[i + 3]
+  if kind == 's' then
+    local key = ARGV[i + 5]
     local ok = redis.call('HEXISTS', index, task) == 0
-    if ok and key ~= '' and redis.call('HEXISTS', idem, key) == 1 then ok = false end
-    if not ok and expect_task ~= '' then return {0, redis.call('HGET', index, task) or ''} end
-    ids[#ids + 1] = redis.call('XADD', log, '*', 'd', ARGV[i + 1], 'v', ARGV[i + 2])
-    if ok then
+      and (key == '' or redis.call('HEXISTS', idem, key) == 0)
+    return ok, redis.call('HGET', index, task)
+  elseif kind == 't' then
+    local cur = redis.call('HGET', index, task)
+    local s, a = parse(cur)
+    local ok = string.find(ARGV[i + 4], '|' .. s .. '|', 1, true)
+      and (ARGV[i + 6] == '' or a == ARGV[i + 6])
+    return ok, cur
+  end
+  return true, nil
+end
+
+-- XADD the record at i and update the index (if its transition is legal); its id
+local function append(i)
+  local kind = ARGV[i]
+  local id = redis.call('XADD', log, '*', 'd', ARGV[i + 1], 'v', ARGV[i + 2])
+  if kind == 's' then
+    local task, deps, key = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    if legal(i) then
       local state = 'queued'
       for dep in string.gmatch(deps, '[^\031]+') do
         local s = parse(redis.call('HGET', index, dep))
@@ -55,23 +78,52 @@ while i <= n do
       redis.call('HSET', index, task, state .. '|0|')
       if key ~= '' then redis.call('HSET', idem, key, task) end
     end
-    i = i + 6
-  else
-    local task, sources, target = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-    local match_attempt, set_attempt, set_epoch = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  elseif kind == 't' then
+    local task, target = ARGV[i + 3], ARGV[i + 5]
+    local set_attempt, set_epoch = ARGV[i + 7], ARGV[i + 8]
     local cur = redis.call('HGET', index, task)
     local s, a, e = parse(cur)
-    local ok = string.find(sources, '|' .. s .. '|', 1, true)
-      and (match_attempt == '' or a == match_attempt)
-    if not ok and expect_task ~= '' then return {0, cur or ''} end
-    ids[#ids + 1] = redis.call('XADD', log, '*', 'd', ARGV[i + 1], 'v', ARGV[i + 2])
+    local ok = string.find(ARGV[i + 4], '|' .. s .. '|', 1, true)
+      and (ARGV[i + 6] == '' or a == ARGV[i + 6])
     if ok and (target ~= '' or set_attempt ~= '' or set_epoch ~= '') then
       if target ~= '' then s = target end
       if set_attempt ~= '' then a = set_attempt end
       if set_epoch ~= '' then e = set_epoch end
       redis.call('HSET', index, task, s .. '|' .. a .. '|' .. e)
     end
-    i = i + 9
+  end
+  return id
+end
+
+local reply = {prev, entries}
+local i = 3
+local n = #ARGV
+while i <= n do
+  local task, states, attempt, epoch = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local count = tonumber(ARGV[i + 4])
+  i = i + 5
+  local refused = nil
+  if task ~= '' then
+    local cur = redis.call('HGET', index, task)
+    local s, a, e = parse(cur)
+    if (states ~= '' and not string.find(states, '|' .. s .. '|', 1, true))
+      or (attempt ~= '' and a ~= attempt) or (epoch ~= '' and e ~= epoch) then
+      refused = cur or ''
+    elseif count > 0 then
+      local ok, found = legal(i)
+      if not ok then refused = found or '' end
+    end
+  end
+  if refused then
+    for _ = 1, count do i = i + SIZES[ARGV[i]] end
+    reply[#reply + 1] = {0, refused}
+  else
+    local ids = {1}
+    for _ = 1, count do
+      ids[#ids + 1] = append(i)
+      i = i + SIZES[ARGV[i]]
+    end
+    reply[#reply + 1] = ids
   end
 end
-return ids
+return reply

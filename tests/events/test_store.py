@@ -21,7 +21,7 @@ from events import (
     apply_all,
 )
 from events.errors import StoreError, StoreUnavailable
-from events.store import EventStore, IndexEntry
+from events.store import EventStore, IndexEntry, Records
 
 
 @pytest.fixture
@@ -82,6 +82,60 @@ def test_complete_fences_stale_attempt_and_epoch(store: EventStore) -> None:
     assert store.task_index("a") == IndexEntry("completed", 1, 5)
     with pytest.raises(TaskConflict):
         store.complete("a", 1, 5, done)  # no double completion
+
+
+def test_several_conditional_groups_in_one_call_are_each_fenced(store: EventStore) -> None:
+    store.append_batch([submit("a"), submit("b"), submit("c")])
+    position = store.last_id()
+    store.append(submit("d"))  # another writer, after our position
+    store.claim("b", assign("b"))  # b is no longer queued
+    appended = store.append_groups(
+        [
+            Records([assign("a")], "a", {"state": "queued"}),
+            Records([assign("b", attempt=2)], "b", {"state": "queued"}),  # refused
+            Records([submit("e")]),  # an unconditional group between conditional ones
+            Records([assign("c", epoch=4)], "c", {"state": "queued"}),
+            Records([assign("a", attempt=2)], "a", {"state": "queued"}),  # a was just taken
+            Records([assign("zz")], "zz", {}),  # no expectation, but an illegal transition
+        ],
+        after=position,
+    )
+    done, refused_b, plain, claimed_c, refused_a, refused_zz = appended.results
+    assert isinstance(done, list)
+    assert isinstance(plain, list)
+    assert isinstance(claimed_c, list)
+    assert isinstance(refused_b, TaskConflict)
+    assert refused_b.current == {"state": "assigned", "attempt": 1, "epoch": 1}
+    assert isinstance(refused_a, TaskConflict)
+    assert refused_a.current == {"state": "assigned", "attempt": 1, "epoch": 1}
+    assert isinstance(refused_zz, TaskConflict)
+    assert refused_zz.current is None
+    # the index is right for every group, accepted or not
+    assert store.task_index("a") == IndexEntry("assigned", 1, 1)
+    assert store.task_index("b") == IndexEntry("assigned", 1, 1)
+    assert store.task_index("c") == IndexEntry("assigned", 1, 4)
+    assert store.task_index("e") == IndexEntry("queued", 0, None)
+    assert store.task_index("zz") is None
+    # what others appended since our position came back, and the log holds only the accepted
+    assert appended.entries is not None
+    assert [e.event for e in appended.entries] == [submit("d"), assign("b")]
+    assert appended.prev == appended.entries[-1].id
+    log = store.read_from(appended.prev)
+    assert [e.id for e in log] == [*done, *plain, *claimed_c]
+    assert [e.event for e in log] == [assign("a"), submit("e"), assign("c", epoch=4)]
+
+
+def test_an_append_sends_back_what_others_wrote_only_up_to_a_limit(store: EventStore) -> None:
+    first = store.append(submit("a"))
+    store.append_batch([submit("b"), submit("c")])
+    assert store.append_groups([Records([submit("x")])], after=first, most=1).entries is None
+    last = store.last_id()
+    nothing = store.append_groups([Records([submit("y")])], after=last)
+    assert nothing.entries == []
+    assert nothing.prev == last
+    assert store.append_groups([Records([submit("z")])]).entries is None  # not asked for
+    with pytest.raises(StoreError):  # a conditional group's extras must not touch a task
+        store.append_groups([Records([assign("a"), assign("b")], "a", {"state": "queued"})])
 
 
 def test_duplicate_submission_and_idempotency_key(store: EventStore) -> None:
