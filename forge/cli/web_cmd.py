@@ -56,7 +56,8 @@ def web(app: App, port: int) -> None:
     click.echo(f"dashboard: {server.url}")
     click.echo(f"namespace: {app.settings.redis.namespace}   (Ctrl-C stops)")
     sys.stdout.flush()
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the server has stopped cleanly
+        server.run()
 
 
 @contextlib.contextmanager

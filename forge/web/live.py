@@ -83,13 +83,18 @@ class LiveFleet:
         self._thread = threading.Thread(target=self._run, name="forge-web-tail", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop following the log and end every open stream."""
+    def end_streams(self) -> None:
+        """Stop following the log and end every open stream, without waiting (a server that
+        is stopping waits for its open responses to end)."""
         self._stop.set()
         with self._lock:
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
             subscriber.offer(None)
+
+    def stop(self) -> None:
+        """End every open stream and wait for the thread that follows the log."""
+        self.end_streams()
         if self._thread is not None:
             self._thread.join(timeout=BLOCK_MS / 1000 * 4)
 

@@ -12,6 +12,8 @@ import errno
 import socket
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
 
 import redis
 import uvicorn
@@ -50,7 +52,7 @@ class WebServer:
             timeout_graceful_shutdown=GRACE_SECONDS,
             server_header=False,
         )
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config, self.app.state.live.end_streams)
         self._thread: threading.Thread | None = None
 
     @property
@@ -84,10 +86,23 @@ class WebServer:
 
     def stop(self) -> None:
         """End open streams, then the server."""
-        self.app.state.live.stop()
+        self.app.state.live.end_streams()
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=GRACE_SECONDS + 5)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which ends the open event streams as soon as it is asked to stop (it
+    waits for open responses to end, and a stream would not end by itself)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.on_exit()
+        super().handle_exit(sig, frame)
 
 
 def _bind(port: int) -> socket.socket:

@@ -3,9 +3,13 @@ daemon running a real command, and the dashboard's JSON read with the printed to
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import signal
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -76,3 +80,29 @@ def test_a_short_token_is_refused(daemons: DaemonHarness) -> None:
         "Error: Invalid value: FORGE_WEB_TOKEN must be at least 16 ASCII characters with no space"
     ]
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_ends_open_pages_and_the_server_cleanly(daemons: DaemonHarness) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "forge", "web", "--port", "0"],
+        env=daemons.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    found = re.search(r"127\.0\.0\.1:(\d+)/\?token=(\S+)", proc.stdout.readline())
+    assert found is not None
+    page = http.client.HTTPConnection("127.0.0.1", int(found[1]), timeout=30)
+    page.request("GET", "/api/stream", headers={"X-Forge-Token": found[2]})
+    stream = page.getresponse()
+    assert stream.status == 200
+    assert stream.readline().startswith(b"event: hello")  # the page is following the log
+    proc.send_signal(signal.SIGINT)
+    _, errors = proc.communicate(timeout=30)
+    proc.stdout.close()
+    page.close()
+    assert proc.returncode == 0, errors
+    assert "Exception" not in errors
+    assert "timeout graceful shutdown exceeded" not in errors  # the stream ended at once
+    assert found[2] not in errors  # the token is in no log line
