@@ -185,6 +185,7 @@ class _Publisher(threading.Thread):
         self.key = heartbeat_key(namespace)
         self.me = me
         self.halt = threading.Event()
+        self.ticked = time.monotonic()  # the loop's last turn: `Daemon.alive` checks it
         self.log: Any = get_logger("forge.daemon")
 
     def publish(self) -> None:
@@ -205,6 +206,7 @@ class _Publisher(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.wait(HEARTBEAT_INTERVAL):
+            self.ticked = time.monotonic()
             try:
                 self.publish()
             except Exception as e:
@@ -260,6 +262,7 @@ class Daemon:
         self.fleet: Fleet | None = None
         self.restarts = 0
         self.gave_up = False
+        self.publisher: _Publisher | None = None
         self.log: Any = get_logger("forge.daemon")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -303,12 +306,19 @@ class Daemon:
         )
 
     def _serve(self, me: PidRecord) -> int:
+        metrics = self._start_metrics()  # a port in use ends the command before any start
         self.fleet = self._new_fleet(me)
-        fleet = self.fleet.start()  # the first start's errors end the command, as they should
+        try:
+            fleet = self.fleet.start()  # the first start's errors end the command, as they should
+        except BaseException:
+            if metrics is not None:
+                metrics.stop()
+            raise
         publisher = _Publisher(fleet, self.client, me.namespace, me)
         with redis_errors("publish heartbeat"):
             publisher.publish()
         publisher.start()
+        self.publisher = publisher
         self.log.info("daemon started", pid=me.pid, node_id=me.node_id, namespace=me.namespace)
         failures = 0  # quick failures in a row (see MAX_QUICK_FAILURES)
         try:
@@ -333,6 +343,8 @@ class Daemon:
                 publisher.fleet, publisher.client = fleet, self.client
         finally:
             publisher.stop()
+            if metrics is not None:
+                metrics.stop()
         if self.gave_up or (self.halt.is_set() and not fleet.stopped.is_set()):
             fleet.detach()  # nothing can record a stop: the agents are left to the next daemon
             self.log.info("daemon stopped; running agents are left for the next start")
@@ -340,6 +352,34 @@ class Daemon:
         graceful = fleet.close()
         self.log.info("daemon stopped", graceful=graceful)
         return 0 if graceful else 1
+
+    def alive(self) -> tuple[bool, str]:
+        """Whether the orchestrator and its tail reader run and the heartbeat loop turns (for
+        `/healthz`)."""
+        fleet, publisher = self.fleet, self.publisher
+        if fleet is None or not fleet.alive():
+            return False, "the orchestrator is not running"
+        if publisher is None or time.monotonic() - publisher.ticked > HEARTBEAT_TTL:
+            return False, "the heartbeat is stale"
+        return True, "running"
+
+    def _start_metrics(self) -> Any:
+        """The metrics endpoint, when `[metrics] port` is set (else None: no port opened)."""
+        if self.settings.metrics.port is None:
+            return None
+        from forge.metrics import start_metrics  # prometheus-client only when asked for
+
+        namespace = self.settings.redis.namespace
+        server = start_metrics(
+            self.settings,
+            self.client,
+            alive=self.alive,
+            heartbeat=lambda client: read_heartbeat(client, namespace),
+            api_url=environment().get("ANTHROPIC_BASE_URL"),
+            check_api=lambda: self.fleet is not None and "claude" in self.fleet.runtimes,
+        )
+        self.log.info("serving metrics", host=self.settings.metrics.host, port=server.port)
+        return server
 
     def _restart(self, me: PidRecord, failures: int) -> tuple[Fleet, int] | None:
         """A new fleet from the log once the log answers, with the count of quick failures;

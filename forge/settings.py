@@ -24,6 +24,7 @@ __all__ = [
     "BreakerSettings",
     "ClaudeSettings",
     "LoggingSettings",
+    "MetricsSettings",
     "OrchestratorSettings",
     "RedisSettings",
     "RetrySettings",
@@ -122,6 +123,11 @@ class LoggingSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields
     format: Literal["auto", "console", "json"] = "auto"
 
 
+class MetricsSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None  # None: no port opened
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "127.0.0.1"
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     home: str
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
@@ -131,6 +137,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     claude: ClaudeSettings = msgspec.field(default_factory=ClaudeSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 
     @property
     def home_path(self) -> Path:
@@ -149,6 +156,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "runtime": RuntimeSettings,
     "logging": LoggingSettings,
     "claude": ClaudeSettings,
+    "metrics": MetricsSettings,
 }
 
 # Short names for the variables people type most; `FORGE_<SECTION>_<FIELD>` always works too.
@@ -191,6 +199,9 @@ FIELD_DOCS = {
     "claude.add_dirs": "Directories besides the task's worktree that tools may use.",
     "claude.sandbox": "This machine is a disposable sandbox: bypassPermissions tasks get "
     "IS_SANDBOX=1, which Claude Code needs to run them as root.",
+    "metrics.port": "Serve /metrics, /healthz and /readyz from the daemon on this port "
+    "(unset: no port is opened).",
+    "metrics.host": "Address the metrics port is bound to (127.0.0.1: this machine only).",
     "logging.format": "auto (console on a TTY, JSON lines otherwise), console or json.",
 }
 

@@ -40,9 +40,16 @@ def daemon() -> None:
     help="Also serve the dashboard on 127.0.0.1:PORT (see `forge web`); its address, token "
     "included, is printed.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve /metrics, /healthz and /readyz on this port (default: metrics.port, unset).",
+)
 @pass_app
-def start_cmd(app: App, foreground: bool, web_port: int | None) -> None:
+def start_cmd(app: App, foreground: bool, metrics_port: int | None, web_port: int | None) -> None:
     """Start the daemon: detached, with its pid file and log under FORGE_HOME."""
+    if metrics_port is not None:
+        app.overrides["metrics.port"] = metrics_port
     files = DaemonFiles(app.settings.home_path)
     running, stale = files.running()
     if running is not None:
@@ -56,10 +63,12 @@ def start_cmd(app: App, foreground: bool, web_port: int | None) -> None:
         exit_now(code)
     app.redis  # noqa: B018 - start the embedded server here, where its errors can be shown
     args = ["--config", str(app.config_file)] if app.config_file else []
+    port = app.settings.metrics.port
+    extra = ["--metrics-port", str(port)] if port is not None else []
     web_args, web_env, address = background_web(web_port)
     record = spawn_background(
         files,
-        python_argv(*args, "daemon", "start", "--foreground", *web_args),
+        python_argv(*args, "daemon", "start", "--foreground", *extra, *web_args),
         environment() | web_env,
     )
     click.echo(f"daemon started (pid {record.pid}, node {record.node_id}); log: {files.logfile}")
