@@ -195,7 +195,7 @@ class Endings:
         todo = [task.task_id]
         while todo:
             dep_id = todo.pop()
-            dep_state = self.state.tasks[dep_id].state
+            dep_state = self.state.task_state(dep_id)
             for waiting in list(self.state.dependants.get(dep_id, ())):
                 child = self.state.tasks.get(waiting)
                 if child is None or child.state != "pending":

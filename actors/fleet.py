@@ -31,6 +31,7 @@ from events.replay import ReplayReport, replay
 from events.snapshot import SnapshotStore
 from events.state import FleetState
 from events.store import EventStore
+from events.task_index import TaskIndex, TaskIndexer
 
 __all__ = ["Fleet"]
 
@@ -54,6 +55,8 @@ class Fleet:
         self.seed = seed
         self.workspaces = workspaces
         self.snapshots = SnapshotStore(store)
+        self._index = TaskIndex(store)
+        self._indexer = TaskIndexer(self._index)
         self.stopped = threading.Event()
         self.scheduler: Scheduler | None = None
         self.tail: LogTail | None = None
@@ -89,6 +92,7 @@ class Fleet:
 
     def _checkpoint(self, state: FleetState) -> None:
         self.snapshots.save(state)
+        self._indexer.poke()
 
     def _failed(self, error: BaseException) -> None:
         self.failure = error
@@ -103,9 +107,22 @@ class Fleet:
         )
 
     def state(self) -> FleetState:
-        """A copy of the orchestrator's live state."""
+        """A copy of the orchestrator's live state, with the finished tasks read back into
+        `tasks` through the per-task index (O(history): for tests and `forge run`'s result;
+        the daemon's heartbeat uses `digest`)."""
+        return self._index.full_state(self.hot_state())
+
+    def hot_state(self) -> FleetState:
+        """A copy of the orchestrator's live state (finished tasks only in `finished`)."""
         assert self.orchestrator is not None
         return cast(FleetState, self.orchestrator.ask("state", timeout=_ASK_TIMEOUT))
+
+    def digest(self) -> tuple[int, str, int, str]:
+        """(epoch, position, event count, `FleetState.hot_digest`) of the live state, computed
+        by the orchestrator in O(live work): the heartbeat's figures."""
+        assert self.orchestrator is not None
+        reply = self.orchestrator.ask("digest", timeout=_ASK_TIMEOUT)
+        return cast(tuple[int, str, int, str], reply)
 
     def counts(self) -> dict[str, int]:
         """How many tasks are in each state (cheap: no copy of the state)."""

@@ -47,6 +47,7 @@ from actors.scheduler import Scheduler
 from events import types as t
 from events.state import FleetState, TaskState
 from events.store import EventStore
+from events.task_index import manual_retry
 
 __all__ = ["Orchestrator"]
 
@@ -165,6 +166,9 @@ class Orchestrator(pykka.ThreadingActor):
                 return self.ledger.position
             case "counts":
                 return self.state.counts()
+            case "digest":  # the heartbeat's: O(live work), no copy
+                s = self.state
+                return (s.daemon_epoch, s.position, s.event_count, s.hot_digest())
             case _:
                 return super().on_receive(message)
         self._dispatch()
@@ -185,19 +189,19 @@ class Orchestrator(pykka.ThreadingActor):
                 doomed_deps = [
                     d
                     for d in spec.after
-                    if (dep := self.state.tasks.get(d)) is not None and doomed(dep)
+                    if ((dep := self.state.tasks.get(d)) is not None and doomed(dep))
+                    or self.state.task_state(d) in ("dead_lettered", "cancelled")
                 ]
                 if task is not None and task.state == "pending" and doomed_deps:
-                    dep_state = self.state.tasks[doomed_deps[0]].state
+                    dep_state = self.state.task_state(doomed_deps[0])
                     reason = f"dependency {doomed_deps[0]} {dep_state}"
                     self.endings.fail_now(task, "dependency", reason)
             case t.TaskCancelRequested(task_id=task_id):
                 self.endings.cancel(task_id)
             case t.TaskRetryRequested(task_id=task_id):
-                task = self.state.tasks.get(task_id)
-                if task is not None and task.state in ("failed", "dead_lettered", "cancelled"):
+                if self.state.task_state(task_id) in ("failed", "dead_lettered", "cancelled"):
                     self.ledger.append(
-                        [t.TaskQueued(at=self.ledger.now(), task_id=task_id, reason="manual_retry")]
+                        [manual_retry(self.ledger.store, self.state, task_id, self.ledger.now())]
                     )
             case t.AgentSpawnRequested(runtime=runtime, tags=tags):
                 if runtime in self.runtimes and len(self.agents) < self.config.max_agents:

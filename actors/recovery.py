@@ -20,6 +20,7 @@ from actors.messages import AdoptAttempt, AttemptEnded, Timer
 from actors.policy import BREAKER_FAILURES, OrchestratorConfig, build_spec, retried
 from actors.runtime import Outcome, RuntimeAdapter
 from events import types as t
+from events.task_index import manual_retry
 
 __all__ = ["recover"]
 
@@ -111,6 +112,5 @@ def recover(
     for task_id in list(state.cancel_requests):
         endings.cancel(task_id)
     for task_id in list(state.retry_requests):
-        retry = state.tasks.get(task_id)
-        if retry is not None and retry.state in ("failed", "dead_lettered", "cancelled"):
-            ledger.append([t.TaskQueued(at=now, task_id=task_id, reason="manual_retry")])
+        if state.task_state(task_id) in ("failed", "dead_lettered", "cancelled"):
+            ledger.append([manual_retry(ledger.store, state, task_id, now)])

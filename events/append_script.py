@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 import msgspec
 
 from events.errors import StoreError
-from events.transitions import ABSENT, TRANSITIONS
-from events.types import Event, TaskAssigned, TaskSubmitted
+from events.transitions import ABSENT, EVICTED_STATES, TRANSITIONS
+from events.types import Event, TaskAssigned, TaskContinued, TaskQueued, TaskSubmitted
 
 __all__ = ["Records", "group_args"]
 
@@ -41,6 +41,10 @@ _RULES: dict[type[Event], tuple[str, str, bool]] = {
     for cls, rule in TRANSITIONS.items()
     if cls is not TaskSubmitted
 }
+# reopening a finished task is legal only with its state to restore
+_UNRESTORED = {
+    cls: _sources(TRANSITIONS[cls].sources - EVICTED_STATES) for cls in (TaskQueued, TaskContinued)
+}
 # events that never change the index are plain XADDs unless a conditional append checks them
 _INDEX_NEUTRAL = frozenset(
     cls for cls, rule in TRANSITIONS.items() if rule.target is None and cls is not TaskAssigned
@@ -57,6 +61,8 @@ def _record(event: Event, out: list[Any], checked: bool = False) -> None:
     if rule is not None:
         sources, target, match = rule
         e: Any = event
+        if cls in _UNRESTORED and e.restore is None:
+            sources = _UNRESTORED[cls]  # see events.transitions.legal_sources
         assigned = cls is TaskAssigned
         out += (
             "t",

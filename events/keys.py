@@ -26,6 +26,9 @@ class Keys:
     snapshot_prefix: str  # string keys holding one snapshot each
     consumer_dead: str  # prefix of the dead-letter stream of each consumer group
     heartbeat: str  # string: the running daemon's heartbeat (JSON, with an expiry)
+    task_events_prefix: str  # sorted sets: one task's stream ids (derived, rebuildable)
+    task_events_position: str  # string: the last stream id the per-task sets cover
+    finished_summaries: str  # hash: finished task id -> msgpack TaskState (derived)
 
     @classmethod
     def for_namespace(cls, namespace: str) -> Keys:
@@ -42,11 +45,18 @@ class Keys:
             snapshot_prefix=f"{base}:snapshot:",
             consumer_dead=f"{base}:dead:",
             heartbeat=f"{base}:daemon",
+            task_events_prefix=f"{base}:task:",
+            task_events_position=f"{base}:task-index",
+            finished_summaries=f"{base}:finished",
         )
 
     def snapshot(self, position: str) -> str:
         """The key of the snapshot taken at stream position `position`."""
         return f"{self.snapshot_prefix}{position}"
+
+    def task_events(self, task_id: str) -> str:
+        """The sorted set of the stream ids of task `task_id`'s events."""
+        return f"{self.task_events_prefix}{task_id}"
 
     def dead_letters(self, group: str) -> str:
         """The dead-letter stream of consumer group `group`."""

@@ -18,6 +18,7 @@ from events.projection_approvals import (
     approval_answered,
     approval_requested,
 )
+from events.projection_eviction import evict, left_pending, restore
 from events.projection_fleet import (
     Handler,
     _agent_status,
@@ -36,13 +37,14 @@ from events.projection_fleet import (
     anomaly,
 )
 from events.state import (
+    EVICTED_STATES,
     AttemptRecord,
     Denial,
     FleetState,
     TaskState,
     to_builtins,
 )
-from events.transitions import TERMINAL_STATES, TRANSITIONS
+from events.transitions import TERMINAL_STATES, TRANSITIONS, legal_sources
 
 __all__ = ["FleetState", "apply", "apply_all", "apply_entries", "to_builtins"]
 
@@ -91,10 +93,16 @@ def apply_entries(state: FleetState, entries: Sequence[tuple[str, int, t.Event]]
 
 
 def _task(state: FleetState, event: Any) -> TaskState | None:
-    """The event's task if its transition is legal from the task's state, else None."""
+    """The event's task if its transition is legal from the task's state, else None (a legal
+    event about a finished task changes nothing in the hot state: it is in the log)."""
     task = state.tasks.get(event.task_id)
     rule = TRANSITIONS[type(event)]
-    if task is None or task.state not in rule.sources:
+    sources = legal_sources(event)
+    if task is None and (done := state.finished.get(event.task_id)) is not None:
+        if done.partition("|")[0] not in sources or rule.target is not None:
+            anomaly(state, event)  # (a reopening whose restored state was unusable, too)
+        return None
+    if task is None or task.state not in sources:
         anomaly(state, event)
         return None
     if rule.match_attempt and event.attempt != task.attempt:
@@ -104,6 +112,8 @@ def _task(state: FleetState, event: Any) -> TaskState | None:
 
 
 def _enqueue(state: FleetState, task: TaskState) -> None:
+    if task.state == "pending":
+        left_pending(state, task)
     task.state = "queued"
     state.queue_seq += 1
     task.queued_seq = state.queue_seq
@@ -116,11 +126,15 @@ def _dequeue(state: FleetState, task: TaskState) -> None:
 
 def _finish(state: FleetState, task: TaskState, new_state: str, at: float) -> None:
     _dequeue(state, task)
+    if task.state == "pending":
+        left_pending(state, task)
     task.state = new_state
     task.finished_at = at
     state.cancel_requests.pop(task.task_id, None)
     if task.pending_approvals:
         abandon_approvals(state, task, at)
+    if new_state in EVICTED_STATES:
+        evict(state, task)
 
 
 def _record(task: TaskState) -> AttemptRecord | None:
@@ -142,20 +156,26 @@ def _add_cost(state: FleetState, task: TaskState, rec: AttemptRecord, cost: floa
 def _submitted(state: FleetState, e: t.TaskSubmitted) -> None:
     spec = e.spec
     key = spec.idempotency_key
-    if e.task_id in state.tasks or (key is not None and key in state.idempotency):
+    if (
+        e.task_id in state.tasks
+        or e.task_id in state.finished
+        or (key is not None and key in state.idempotency)
+    ):
         anomaly(state, e)
         return
     task = TaskState(task_id=e.task_id, state="pending", definition=spec, submitted_at=e.at)
     state.tasks[e.task_id] = task
     if key is not None:
         state.idempotency[key] = e.task_id
-    for dep in spec.after:
-        state.dependants.setdefault(dep, []).append(e.task_id)
-    if not state.unmet_dependencies(e.task_id):
+    if state.unmet_dependencies(e.task_id):
+        for dep in spec.after:
+            state.dependants.setdefault(dep, []).append(e.task_id)
+    else:
         _enqueue(state, task)
 
 
 def _queued(state: FleetState, e: t.TaskQueued) -> None:
+    restore(state, e.task_id, e.restore)
     task = _task(state, e)
     if task is None:
         return
@@ -312,6 +332,7 @@ def _cancelled(state: FleetState, e: t.TaskCancelled) -> None:
 
 
 def _continued(state: FleetState, e: t.TaskContinued) -> None:
+    restore(state, e.task_id, e.restore)
     task = _task(state, e)
     if task is None:
         return
@@ -328,7 +349,8 @@ def _continued(state: FleetState, e: t.TaskContinued) -> None:
 def _merged(state: FleetState, e: t.TaskMerged) -> None:
     task = state.tasks.get(e.task_id)
     if task is None:
-        anomaly(state, e)
+        if e.task_id not in state.finished:
+            anomaly(state, e)
         return
     task.merged_into, task.merge_commit = e.into, e.commit
 
@@ -336,7 +358,8 @@ def _merged(state: FleetState, e: t.TaskMerged) -> None:
 def _discarded(state: FleetState, e: t.TaskDiscarded) -> None:
     task = state.tasks.get(e.task_id)
     if task is None:
-        anomaly(state, e)
+        if e.task_id not in state.finished:
+            anomaly(state, e)
         return
     task.discarded = True
 
@@ -351,7 +374,7 @@ def _cancel_requested(state: FleetState, e: t.TaskCancelRequested) -> None:
 
 
 def _retry_requested(state: FleetState, e: t.TaskRetryRequested) -> None:
-    if e.task_id in state.tasks:
+    if e.task_id in state.tasks or e.task_id in state.finished:
         state.retry_requests[e.task_id] = e.at
 
 

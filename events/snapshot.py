@@ -20,7 +20,7 @@ from events.store import EventStore, redis_errors
 
 __all__ = ["SNAPSHOT_FORMAT", "SnapshotEnvelope", "SnapshotStore", "state_fingerprint"]
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: finished tasks leave the hot state (events.projection_eviction)
 log = structlog.get_logger("events.snapshot")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,10 +17,11 @@ import msgspec
 
 from events.approvals import ApprovalRule, ApprovalState
 from events.redact import redact_value
-from events.transitions import TERMINAL_STATES
+from events.transitions import EVICTED_STATES, TERMINAL_STATES
 from events.types import TaskDefinition
 
 __all__ = [
+    "EVICTED_STATES",
     "PRIORITIES",
     "AgentState",
     "AttemptRecord",
@@ -154,7 +156,9 @@ def _empty_queues() -> dict[int, dict[str, None]]:
 class FleetState(msgspec.Struct, kw_only=True):
     """Everything the log says about the fleet, as of `position` (the last stream id applied)."""
 
-    tasks: dict[str, TaskState] = {}
+    tasks: dict[str, TaskState] = {}  # the hot state: every task not in `finished`
+    finished: dict[str, str] = {}  # evicted task id -> "state|attempt|epoch" (as the index)
+    finished_counts: dict[str, int] = {}  # final state -> how many tasks in `finished`
     queues: dict[int, dict[str, None]] = msgspec.field(default_factory=_empty_queues)
     queue_seq: int = 0
     idempotency: dict[str, str] = {}  # idempotency key -> task id
@@ -201,14 +205,18 @@ class FleetState(msgspec.Struct, kw_only=True):
 
     # -- dependencies -------------------------------------------------------------------
 
+    def task_state(self, task_id: str) -> str | None:
+        """The state of a task, hot or finished; None for an unknown task."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            return task.state
+        done = self.finished.get(task_id)
+        return None if done is None else done.partition("|")[0]
+
     def unmet_dependencies(self, task_id: str) -> list[str]:
         """The dependencies of `task_id` that have not completed (unknown ones included)."""
         task = self.tasks[task_id]
-        return [
-            d
-            for d in task.definition.after
-            if (dep := self.tasks.get(d)) is None or dep.state != "completed"
-        ]
+        return [d for d in task.definition.after if self.task_state(d) != "completed"]
 
     def ready_dependants(self, task_id: str) -> list[str]:
         """Pending tasks waiting on `task_id` whose dependencies have now all completed."""
@@ -228,9 +236,15 @@ class FleetState(msgspec.Struct, kw_only=True):
         """Equal including every ordering (queue FIFO, insertion order of each map)."""
         return _ENCODER.encode(self) == _ENCODER.encode(other)
 
+    def hot_digest(self) -> str:
+        """A digest of everything but the finished-task map (equal for equal states, orderings
+        included): O(live work), not O(history)."""
+        hot = msgspec.structs.replace(self, finished={})
+        return hashlib.sha256(_ENCODER.encode(hot)).hexdigest()
+
     def counts(self) -> dict[str, int]:
         """How many tasks are in each state."""
-        out: dict[str, int] = {}
+        out: dict[str, int] = dict(self.finished_counts)
         for task in self.tasks.values():
             out[task.state] = out.get(task.state, 0) + 1
         return out

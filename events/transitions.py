@@ -35,10 +35,12 @@ from events.types import (
 __all__ = [
     "ABSENT",
     "ACTIVE_STATES",
+    "EVICTED_STATES",
     "TASK_STATES",
     "TERMINAL_STATES",
     "TRANSITIONS",
     "Transition",
+    "legal_sources",
 ]
 
 ABSENT = ""
@@ -55,6 +57,9 @@ TASK_STATES = (
 )
 TERMINAL_STATES = frozenset({"completed", "failed", "dead_lettered", "cancelled"})
 ACTIVE_STATES = frozenset({"assigned", "running"})
+# A task that reaches one of these leaves the projection's hot state (see
+# `events.projection_eviction`); `failed` stays hot: a retry or dead-lettering may follow.
+EVICTED_STATES = frozenset({"completed", "dead_lettered", "cancelled"})
 _NOT_DONE = frozenset({"pending", "queued", "assigned", "running", "retry_wait"})
 
 
@@ -92,3 +97,13 @@ TRANSITIONS: dict[type[Event], Transition] = {
     TaskContinued: Transition(TERMINAL_STATES, "queued", False),
 }
 """The task events and their transitions; other events do not touch task state."""
+
+
+def legal_sources(event: Event) -> frozenset[str]:
+    """The states `event` may move its task from. Reopening a task that left the hot state
+    (`task.queued`, `task.continued` from an `EVICTED_STATES` state) is legal only when the
+    event carries the task's state to restore (`restore`)."""
+    rule = TRANSITIONS[type(event)]
+    if isinstance(event, TaskQueued | TaskContinued) and event.restore is None:
+        return rule.sources - EVICTED_STATES
+    return rule.sources

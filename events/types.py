@@ -13,7 +13,7 @@ on), agents, circuit breakers, budget, daemon and node leases.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -126,6 +126,9 @@ class TaskSubmitted(Event, tag="task.submitted", frozen=True, kw_only=True):
 class TaskQueued(Event, tag="task.queued", frozen=True, kw_only=True):
     task_id: str
     reason: str = "submitted"  # submitted|dependencies_met|retry_due|requeued|lost|manual_retry
+    # a finished task that left the hot state comes back with its state as its own events
+    # made it (read through the per-task index); see `events.task_index`
+    restore: dict[str, Any] | None = None
 
 
 class TaskAssigned(Event, tag="task.assigned", frozen=True, kw_only=True):
@@ -392,6 +395,7 @@ class TaskContinued(Event, tag="task.continued", frozen=True, kw_only=True):
     prompt: str
     session_id: str | None = None
     after_attempt: int = 0  # the attempt the follow-up continues
+    restore: dict[str, Any] | None = None  # as TaskQueued.restore
 
 
 # -- permission denials --------------------------------------------------------------------

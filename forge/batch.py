@@ -17,6 +17,7 @@ from events.projection import apply
 from events.replay import replay
 from events.state import FleetState, TaskState
 from events.store import EventStore
+from events.task_index import TaskIndex
 from forge.errors import ForgeError
 from forge.submit import PlannedTask, submit
 
@@ -34,6 +35,15 @@ def finished(task: TaskState) -> bool:
         is_transient(task.last_failure)  # type: ignore[arg-type]
         or task.last_failure in BREAKER_FAILURES
     )
+
+
+def _keep_watched(view: FleetState, tasks: dict[str, TaskState]) -> None:
+    """Put the batch's own finished tasks back into the watcher's view (only shown, never
+    compared or saved: the view may then differ from the log's hot state)."""
+    for task_id, task in tasks.items():
+        if view.finished.pop(task_id, None) is not None:
+            view.finished_counts[task.state] = view.finished_counts.get(task.state, 1) - 1
+        view.tasks[task_id] = task
 
 
 class BatchResult:
@@ -65,6 +75,7 @@ def run_batch(
     task_ids = submit(store, planned)
     watched = set(task_ids)
     view, _ = replay(store)
+    _keep_watched(view, TaskIndex(store).tasks([i for i in task_ids if i in view.finished]))
     if on_change is not None:
         on_change(view, set(watched))
     fleet = Fleet(store, runtimes, config, workspaces=workspaces).start()
@@ -78,9 +89,12 @@ def run_batch(
     try:
         if not all(finished(view.tasks[i]) for i in watched):
             for entry in store.tail(after=view.position, block_ms=200, stop=halt):
+                task_id = getattr(entry.event, "task_id", None)
+                mine = view.tasks.get(task_id) if task_id in watched else None
                 apply(view, entry.event)
                 view.position = entry.id
-                task_id = getattr(entry.event, "task_id", None)
+                if mine is not None and task_id in view.finished:
+                    _keep_watched(view, {mine.task_id: mine})
                 if task_id in watched and on_change is not None:
                     on_change(view, {task_id})
                 if all(finished(view.tasks[i]) for i in watched):

@@ -13,7 +13,6 @@ Signals: the first SIGTERM or SIGINT is a graceful stop (running tasks get
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
 import signal
@@ -83,8 +82,9 @@ def heartbeat_key(namespace: str) -> str:
 
 
 def state_digest(state: FleetState) -> str:
-    """A digest of a fleet state, equal for equal states (orderings included)."""
-    return hashlib.sha256(msgspec.msgpack.encode(state)).hexdigest()
+    """A digest of a fleet state's hot part (`FleetState.hot_digest`: all but the finished-task
+    map), equal for equal states (orderings included)."""
+    return state.hot_digest()
 
 
 def read_heartbeat(client: redis.Redis, namespace: str) -> Heartbeat | None:
@@ -189,7 +189,7 @@ class _Publisher(threading.Thread):
         self.log: Any = get_logger("forge.daemon")
 
     def publish(self) -> None:
-        state = self.fleet.state()
+        epoch, position, event_count, digest = self.fleet.digest()
         beat = Heartbeat(
             node_id=self.me.node_id,
             host=socket.gethostname(),
@@ -197,10 +197,10 @@ class _Publisher(threading.Thread):
             create_time=self.me.create_time,
             started_at=self.me.started_at,
             updated_at=time.time(),
-            epoch=state.daemon_epoch,
-            position=state.position,
-            event_count=state.event_count,
-            digest=state_digest(state),
+            epoch=epoch,
+            position=position,
+            event_count=event_count,
+            digest=digest,
         )
         self.client.set(self.key, msgspec.json.encode(beat), ex=HEARTBEAT_TTL)
 

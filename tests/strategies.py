@@ -36,6 +36,8 @@ def _for_type(t: Any) -> st.SearchStrategy[Any]:
         return st.dictionaries(_for_type(t.key_type), _for_type(t.value_type), max_size=3)
     if isinstance(t, ti.StructType):
         return struct_of(t.cls)
+    if isinstance(t, ti.AnyType):  # e.g. a restored task's state: any msgpack value
+        return st.one_of(st.none(), st.booleans(), st.integers(0, MAX_INT), names)
     raise NotImplementedError(t)
 
 

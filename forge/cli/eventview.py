@@ -8,6 +8,7 @@ import msgspec
 
 from events.redact import redact, redact_value
 from events.store import EventStore, LogEntry
+from events.task_index import TaskIndex
 from events.types import Event, TaskSubmitted
 
 __all__ = ["details", "entries", "matches", "tag_of", "task_history"]
@@ -50,5 +51,5 @@ def entries(store: EventStore, start: str = "-", end: str = "+") -> Iterator[Log
 
 
 def task_history(store: EventStore, task_id: str) -> list[LogEntry]:
-    """Every event about one task, in log order."""
-    return [e for e in entries(store) if getattr(e.event, "task_id", None) == task_id]
+    """Every event about one task, in log order (read through the per-task index)."""
+    return TaskIndex(store).entries(task_id)

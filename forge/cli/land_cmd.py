@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import click
+import msgspec
 
 from actors.runtime import is_transient
 from events import types as t
@@ -24,7 +25,7 @@ from events.errors import TaskConflict
 from events.redact import redact
 from events.state import TaskState
 from forge.cli.app import App, echo_data, json_option, pass_app
-from forge.cli.render import daemon_info, fleet_state, task_or_fail
+from forge.cli.render import all_tasks, daemon_info, fleet_state, task_or_fail
 from forge.daemon import workspaces
 from forge.errors import ForgeError
 from forge.runtimes.landing import diff, discard, merge, numstat, worktree_of
@@ -87,7 +88,7 @@ def _leftovers(ws: Workspace) -> list[str]:
 @pass_app
 def diff_cmd(app: App, task_id: str, stat: bool, as_json: bool) -> None:
     """Show a task's work: its branch against the commit its worktree started from."""
-    x = task_or_fail(fleet_state(app), task_id)
+    x = task_or_fail(fleet_state(app), task_id, app)
     ws = _workspace(app, x)
     left = _leftovers(ws)
     if as_json:
@@ -119,7 +120,7 @@ def diff_cmd(app: App, task_id: str, stat: bool, as_json: bool) -> None:
 @pass_app
 def merge_cmd(app: App, task_id: str, into: str | None, squash: bool, as_json: bool) -> None:
     """Merge a task's branch; refused on conflict (the files are named, the target untouched)."""
-    x = task_or_fail(fleet_state(app), task_id)
+    x = task_or_fail(fleet_state(app), task_id, app)
     _must_have_ended(x, "merge it")
     ws = _workspace(app, x)
     left = _leftovers(ws)
@@ -172,7 +173,7 @@ def merge_cmd(app: App, task_id: str, into: str | None, squash: bool, as_json: b
 @pass_app
 def discard_cmd(app: App, task_id: str, as_json: bool) -> None:
     """Throw a task's work away: remove its worktree (uncommitted changes too) and branch."""
-    x = task_or_fail(fleet_state(app), task_id)
+    x = task_or_fail(fleet_state(app), task_id, app)
     _must_have_ended(x, "discard it")
     repo = _repo(x)
     if x.discarded:
@@ -224,13 +225,19 @@ def continue_cmd(app: App, task_id: str, prompt: str) -> None:
     The task is queued again: its next attempt resumes the same Claude session (--resume) in
     the same worktree and branch."""
     text = _follow_up(prompt)
-    x = task_or_fail(fleet_state(app), task_id)
+    state = fleet_state(app)
+    x = task_or_fail(state, task_id, app)
     session = _session(x, "continue")
     _must_have_ended(x, "continue it")
     if x.discarded:
         raise ForgeError(f"task {task_id} was discarded: there is no work to continue")
     event = t.TaskContinued(
-        at=time.time(), task_id=task_id, prompt=text, session_id=session, after_attempt=x.attempt
+        at=time.time(),
+        task_id=task_id,
+        prompt=text,
+        session_id=session,
+        after_attempt=x.attempt,
+        restore=None if task_id in state.tasks else msgspec.to_builtins(x),
     )
     try:
         app.store.append_if(task_id, {"state": x.state, "attempt": x.attempt}, event)
@@ -264,7 +271,7 @@ def attach_cmd(app: App, task_id: str, print_command: bool) -> None:
     """Open the task's Claude session interactively (`claude --resume`) in its worktree."""
     from forge.runtimes.claude import ClaudeRuntime
 
-    x = task_or_fail(fleet_state(app), task_id)
+    x = task_or_fail(fleet_state(app), task_id, app)
     session = _session(x, "attach to")
     if x.state in ("assigned", "running"):
         raise ForgeError(f"task {task_id} is {x.state}: an agent is using the session now")
@@ -291,8 +298,8 @@ def cleanup_cmd(app: App, force: bool, delete_branches: bool, as_json: bool) -> 
 
     Uncommitted changes in them are committed on the task's branch first (--force: dropped);
     branches with commits are kept unless --delete-branches."""
-    state = fleet_state(app)
-    tasks = {branch_for(tid).removeprefix(BRANCH_PREFIX): x for tid, x in state.tasks.items()}
+    everything = all_tasks(app, fleet_state(app))
+    tasks = {branch_for(x.task_id).removeprefix(BRANCH_PREFIX): x for x in everything}
 
     def keep(name: str) -> str | None:
         x = tasks.get(name)
@@ -301,7 +308,7 @@ def cleanup_cmd(app: App, force: bool, delete_branches: bool, as_json: bool) -> 
         return None if _ended(x) else f"task {x.task_id} is {x.state}"
 
     rows: list[dict[str, object]] = []
-    repos = sorted({x.definition.repo for x in state.tasks.values() if x.definition.repo})
+    repos = sorted({x.definition.repo for x in everything if x.definition.repo})
     for repo in repos:
         if not Path(repo).is_dir():
             continue

@@ -17,6 +17,7 @@ import msgspec
 from events.redact import redact
 from events.replay import replay
 from events.state import FleetState, TaskState
+from events.task_index import TaskIndex
 from forge.cli.app import App
 from forge.daemon import Heartbeat, read_heartbeat
 from forge.daemon_process import DaemonFiles, PidRecord, alive
@@ -24,6 +25,7 @@ from forge.errors import DaemonError, NotFound
 
 __all__ = [
     "DaemonInfo",
+    "all_tasks",
     "daemon_info",
     "describe",
     "duration",
@@ -153,8 +155,19 @@ def fleet_state(app: App) -> FleetState:
     return state
 
 
-def task_or_fail(state: FleetState, task_id: str) -> TaskState:
+def all_tasks(app: App, state: FleetState) -> list[TaskState]:
+    """Every task: the hot ones from `state`, the finished ones from their summaries."""
+    hot = state.tasks
+    done = [x for x in TaskIndex(app.store).finished() if x.task_id not in hot]
+    return [*hot.values(), *done]
+
+
+def task_or_fail(state: FleetState, task_id: str, app: App | None = None) -> TaskState:
+    """The task, hot or finished (a finished task is read through the per-task index, which
+    needs `app`)."""
     task = state.tasks.get(task_id)
+    if task is None and app is not None and task_id in state.finished:
+        task = TaskIndex(app.store).task(task_id)
     if task is None:
         raise NotFound(f"unknown task id {task_id!r}")
     return task

@@ -11,7 +11,7 @@ import click
 
 from events import types as t
 from events.redact import redact
-from events.state import TaskState, to_builtins
+from events.state import EVICTED_STATES, TaskState, to_builtins
 from events.transitions import TASK_STATES
 from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.cli.approvals_cmd import approval_note
@@ -19,6 +19,7 @@ from forge.cli.eventview import details, tag_of, task_history
 from forge.cli.permission_opts import permission_fields, permission_options
 from forge.cli.permissions_view import denied_note, permission_lines
 from forge.cli.render import (
+    all_tasks,
     daemon_info,
     describe,
     duration,
@@ -183,10 +184,17 @@ def _list_rows(tasks: list[TaskState]) -> list[list[Any]]:
 @json_option
 @pass_app
 def list_cmd(app: App, states: tuple[str, ...], priorities: tuple[int, ...], as_json: bool) -> None:
-    """List tasks (oldest first), optionally only some states or priorities."""
+    """List tasks (oldest first), optionally only some states or priorities.
+
+    Finished tasks (completed, dead-lettered, cancelled) are read from their summaries, and
+    only when the states asked for include them."""
+    state = fleet_state(app)
+    wanted = all_tasks(app, state) if not states or EVICTED_STATES & set(states) else None
     tasks = [
         x
-        for x in sorted(fleet_state(app).tasks.values(), key=lambda x: x.submitted_at)
+        for x in sorted(
+            state.tasks.values() if wanted is None else wanted, key=lambda x: x.submitted_at
+        )
         if (not states or x.state in states)
         and (not priorities or x.definition.priority in priorities)
     ]
@@ -258,7 +266,7 @@ def _show(x: TaskState) -> str:
 def show_cmd(app: App, task_id: str, as_json: bool) -> None:
     """Show one task: definition, state, attempts, log path, tool calls waiting for approval."""
     state = fleet_state(app)
-    x = task_or_fail(state, task_id)
+    x = task_or_fail(state, task_id, app)
     echo_data(
         to_builtins(x) if as_json else x, as_json, lambda x: _show(x) + approval_note(state, x)
     )
@@ -279,7 +287,7 @@ def show_cmd(app: App, task_id: str, as_json: bool) -> None:
 @pass_app
 def logs_cmd(app: App, task_id: str, follow: bool, attempt: int | None, raw: bool) -> None:
     """Print the output of a task's attempt (secrets masked); a claude task's as a transcript."""
-    x = task_or_fail(fleet_state(app), task_id)
+    x = task_or_fail(fleet_state(app), task_id, app)
     if x.attempt == 0 and not follow:
         raise NotFound(f"task {task_id} has not started yet ({x.state})")
     try:
@@ -300,7 +308,7 @@ def _control(app: App, event: t.Event, what: str) -> str:
 
 def request_cancel(app: App, task_id: str) -> str:
     """Append a task's cancel request (`forge task cancel`, `forge top`); says what was done."""
-    x = task_or_fail(fleet_state(app), task_id)
+    x = task_or_fail(fleet_state(app), task_id, app)
     if x.terminal:
         raise ForgeError(f"task {task_id} is already {x.state}: nothing to cancel")
     event = t.TaskCancelRequested(at=time.time(), task_id=task_id)
@@ -309,7 +317,7 @@ def request_cancel(app: App, task_id: str) -> str:
 
 def request_retry(app: App, task_id: str) -> str:
     """Append a task's retry request (`forge task retry`, `forge top`); says what was done."""
-    x = task_or_fail(fleet_state(app), task_id)
+    x = task_or_fail(fleet_state(app), task_id, app)
     if x.state not in ("failed", "dead_lettered", "cancelled"):
         raise ForgeError(
             f"task {task_id} is {x.state}: "

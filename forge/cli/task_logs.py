@@ -64,7 +64,7 @@ def follow_task(app: App, task_id: str, first: int, *, raw: bool) -> None:
     n = first
     position = app.store.last_id() or "0-0"
     while True:
-        x = task_or_fail(fleet_state(app), task_id)
+        x = task_or_fail(fleet_state(app), task_id, app)
         if n <= x.attempt:
             path = log_path(app, x, n)
             if os.path.exists(path):

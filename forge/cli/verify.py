@@ -15,6 +15,7 @@ import msgspec
 from events.replay import replay
 from events.snapshot import SnapshotStore
 from events.state import FleetState
+from events.store import IndexEntry
 from forge.cli.app import App
 from forge.cli.render import daemon_info
 from forge.daemon import state_digest
@@ -55,7 +56,11 @@ def _index_check(app: App, state: FleetState) -> Check:
             task.epoch,
         ):
             wrong.append(task_id)
-    extra = sorted(set(index) - set(state.tasks))
+    for task_id, done in state.finished.items():  # finished tasks: their final entry
+        entry = index.get(task_id)
+        if entry is None or IndexEntry.parse(done) != entry:
+            wrong.append(task_id)
+    extra = sorted(set(index) - set(state.tasks) - set(state.finished))
     ok = not wrong and not extra
     detail = f"{len(index)} tasks agree with the replay"
     if not ok:

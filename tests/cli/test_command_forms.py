@@ -14,6 +14,7 @@ import redis
 from events.replay import replay
 from events.state import TaskState
 from events.store import EventStore
+from events.task_index import TaskIndex
 from tests.cli.helpers import invoke
 
 pytestmark = pytest.mark.usefixtures("forge_env")
@@ -24,7 +25,8 @@ def _run(args: list[str], client: redis.Redis, monkeypatch: pytest.MonkeyPatch) 
     result = invoke(["run", *args, "--namespace", "forms"])
     assert result.exit_code == 0, (result.stdout, result.stderr)
     monkeypatch.setenv("FORGE_REDIS_NAMESPACE", "forms")
-    state, _ = replay(EventStore(client, "forms"))
+    store = EventStore(client, "forms")
+    state = TaskIndex(store).full_state(replay(store)[0])  # the finished task read back
     (task,) = state.tasks.values()
     return task
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from events.replay import replay
 from events.store import EventStore
+from events.task_index import TaskIndex
 from tests.cli.helpers import invoke, one_error_line
 
 pytestmark = pytest.mark.usefixtures("forge_env")
@@ -73,11 +75,16 @@ def test_events_commands_on_a_real_batch(batch: str, tmp_path: Path) -> None:
     assert verify.exit_code == 0, verify.stdout
     assert "log verified" in verify.stdout
 
+    def states(replayed: dict[str, Any]) -> list[str]:  # finished tasks: in `finished`
+        hot = [t["state"] for t in replayed["tasks"].values()]
+        return sorted(hot + [v.split("|")[0] for v in replayed["finished"].values()])
+
     replayed = json.loads(invoke(["events", "replay", "--json"]).stdout)
-    assert sorted(t["state"] for t in replayed["tasks"].values()) == ["completed", "completed"]
+    assert states(replayed) == ["completed", "completed"]
+    assert replayed["tasks"] == {}
     first_id = completed[0]["id"]
     then = json.loads(invoke(["events", "replay", "--until", first_id, "--json"]).stdout)
-    assert sorted(t["state"] for t in then["tasks"].values()) == ["completed", "pending"]
+    assert states(then) == ["completed", "pending"]
 
 
 def test_export_is_json_lines_with_secrets_masked(batch: str, tmp_path: Path) -> None:
@@ -92,6 +99,7 @@ def test_export_is_json_lines_with_secrets_masked(batch: str, tmp_path: Path) ->
 
 def test_task_logs_of_a_finished_task(batch: str, redis_client: redis.Redis) -> None:
     state, _ = replay(EventStore(redis_client, batch))
+    state = TaskIndex(EventStore(redis_client, batch)).full_state(state)  # finished tasks too
     first = next(t for t in state.tasks.values() if t.definition.name == "first")
     result = invoke(["task", "logs", first.task_id])
     assert result.exit_code == 0

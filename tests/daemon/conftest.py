@@ -22,6 +22,7 @@ from events import types as t
 from events.replay import replay
 from events.state import FleetState
 from events.store import EventStore
+from events.task_index import TaskIndex
 from forge.daemon_process import DaemonFiles, alive
 from forge.server import EmbeddedServer
 from tests.conftest import short_tempdir
@@ -75,7 +76,8 @@ class DaemonHarness:
         return proc
 
     def state(self) -> FleetState:
-        return replay(self.store, use_snapshot=False)[0]
+        """The replayed state, with finished tasks read back into `tasks` (per-task index)."""
+        return TaskIndex(self.store).full_state(replay(self.store, use_snapshot=False)[0])
 
     def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
         deadline = time.monotonic() + timeout

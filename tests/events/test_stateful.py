@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from events import (
     TaskCancelled,
     TaskCompleted,
     TaskConflict,
+    TaskContinued,
     TaskDeadLettered,
     TaskDefinition,
     TaskFailed,
@@ -31,6 +33,7 @@ from events import (
     replay,
 )
 from events.store import IndexEntry
+from events.task_index import TaskIndex
 from events.types import Event
 from forge.server import EmbeddedServer
 
@@ -112,6 +115,21 @@ class LogMachine(RuleBasedStateMachine):
         else:
             self.append(TaskQueued(at=at, task_id=task_id, reason="retry_due"))
 
+    @rule(task_id=task_ids, how=st.sampled_from(["retry", "continue", "bare"]))
+    def reopen(self, task_id: str, how: str) -> None:
+        """Reopen a finished task as `forge task retry` / `continue` do (with its state from
+        the per-task index), or without it (refused by the index, an anomaly)."""
+        found = TaskIndex(self.store).task(task_id) if task_id in self.live.finished else None
+        restore = msgspec.to_builtins(found) if found is not None and how != "bare" else None
+        event: Event
+        if how == "continue":
+            event = TaskContinued(at=self.now(), task_id=task_id, prompt="more", restore=restore)
+        else:
+            event = TaskQueued(
+                at=self.now(), task_id=task_id, reason="manual_retry", restore=restore
+            )
+        self.append(event)
+
     @rule()
     def new_epoch(self) -> None:
         self.epoch += 1
@@ -131,7 +149,14 @@ class LogMachine(RuleBasedStateMachine):
         from_snapshot, _ = replay(self.store, snapshots=self.snapshots)
         assert from_snapshot.same_as(full)
         index = {k: (v.state, v.attempt, v.epoch) for k, v in self.store.index_entries().items()}
-        assert index == {k: (t.state, t.attempt, t.epoch) for k, t in full.tasks.items()}
+        hot = {k: (t.state, t.attempt, t.epoch) for k, t in full.tasks.items()}
+        finished = {k: tuple(IndexEntry.parse(v)) for k, v in full.finished.items()}
+        assert not hot.keys() & finished.keys()
+        assert index == hot | finished
+        for task_id, (state, attempt, epoch) in finished.items():  # the per-task index agrees
+            task = TaskIndex(self.store).task(task_id)
+            assert task is not None
+            assert (task.state, task.attempt, task.epoch) == (state, attempt, epoch)
 
 
 def test_live_state_equals_replay(embedded_server: EmbeddedServer) -> None:

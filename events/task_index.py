@@ -1,0 +1,266 @@
+"""The per-task index: one task's events, and finished tasks' summaries, without a replay.
+
+Finished tasks leave the fleet state's hot part (`events.projection_eviction`); what the CLI
+shows of them comes from here. Two derived, rebuildable structures per namespace:
+
+* a sorted set per task (`Keys.task_events`) of the stream ids of its events, so reading one
+  task costs O(its events);
+* a hash (`Keys.finished_summaries`) of finished task id -> msgpack `TaskState`, as its own
+  events made it, so `forge task list` reads finished tasks without folding the log.
+
+`TaskIndex.update()` covers the log from the last position it recorded up to the end: the
+daemon runs it after each snapshot, off the orchestrator's thread, and every reader runs it
+before reading (so nothing appended since is missed). It is idempotent; `rebuild()` starts over
+from the whole log (`forge events verify --repair`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+import structlog
+
+from events import types as t
+from events.codec import decode_entry
+from events.errors import ForgeError, UndecodableEvent
+from events.projection import apply
+from events.state import EVICTED_STATES, FleetState, TaskState
+from events.store import EventStore, LogEntry, redis_errors
+
+__all__ = ["TaskIndex", "TaskIndexer", "fold_task", "manual_retry"]
+
+_PAGE = 2000
+_ENCODER = msgspec.msgpack.Encoder()
+_TASK_DECODER = msgspec.msgpack.Decoder(TaskState)
+
+
+def _ms(stream_id: str) -> int:
+    return int(stream_id.partition("-")[0])
+
+
+def _order(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def fold_task(task_id: str, events: Iterable[t.Event]) -> TaskState | None:
+    """The state of one task as its own events make it (its dependencies count as met: what
+    they did is in its own events, e.g. a dependency failure)."""
+    state = FleetState()
+    task: TaskState | None = None
+    for event in events:
+        if isinstance(event, t.TaskSubmitted):
+            for dep in event.spec.after:
+                if dep != task_id:  # (a task waiting on itself never runs)
+                    state.finished.setdefault(dep, "completed||")
+        apply(state, event)
+        task = state.tasks.get(task_id, task)
+        if task is not None and state.finished.pop(task_id, None) is not None:
+            state.tasks[task_id] = task  # keep it hot: later events (a merge, usage) apply
+    return task
+
+
+class TaskIndex:
+    """Reads and maintains one namespace's per-task index."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.client = store.client
+
+    def position(self) -> str:
+        """The last stream id the index covers ("0-0": none)."""
+        with redis_errors("read task index"):
+            raw: Any = self.client.get(self.keys.task_events_position)
+        return raw.decode() if raw else "0-0"
+
+    def update(self) -> int:
+        """Index every entry after `position()`; the number of entries indexed."""
+        done = 0
+        position = self.position()
+        while True:
+            start = "-" if position == "0-0" else "(" + position
+            entries = self.store.read_range(start, "+", count=_PAGE)
+            if not entries:
+                return done
+            touched: dict[str, None] = {}
+            with redis_errors("update task index"):
+                pipe = self.client.pipeline(transaction=False)
+                for entry in entries:
+                    task_id = getattr(entry.event, "task_id", None)
+                    if isinstance(task_id, str):
+                        pipe.zadd(self.keys.task_events(task_id), {entry.id: _ms(entry.id)})
+                        touched[task_id] = None
+                pipe.execute()
+            self._summarise(list(touched))
+            position = entries[-1].id
+            with redis_errors("update task index"):
+                self.client.set(self.keys.task_events_position, position)
+            done += len(entries)
+            if len(entries) < _PAGE:
+                return done
+
+    def _summarise(self, task_ids: Sequence[str]) -> None:
+        """Refresh the summaries of the finished ones among `task_ids` (the derived append index
+        knows each task's state)."""
+        if not task_ids:
+            return
+        with redis_errors("read index"):
+            raw: Any = self.client.hmget(self.keys.index, list(task_ids))
+        ended = [
+            tid
+            for tid, value in zip(task_ids, raw, strict=True)
+            if value and value.decode().partition("|")[0] in EVICTED_STATES
+        ]
+        gone = [tid for tid, value in zip(task_ids, raw, strict=True) if tid not in ended]
+        with redis_errors("update task summaries"):
+            pipe = self.client.pipeline(transaction=False)
+            for tid in ended:
+                task = fold_task(tid, self._events(tid))
+                if task is not None:
+                    pipe.hset(self.keys.finished_summaries, tid, _ENCODER.encode(task))
+            if gone:
+                pipe.hdel(self.keys.finished_summaries, *gone)  # reopened since
+            pipe.execute()
+
+    def entry_ids(self, task_id: str) -> list[str]:
+        """The stream ids of the task's indexed events, in log order."""
+        with redis_errors("read task index"):
+            raw: Any = self.client.zrange(self.keys.task_events(task_id), 0, -1)
+        return sorted((r.decode() for r in raw), key=_order)
+
+    def _events(self, task_id: str) -> list[t.Event]:
+        return [e.event for e in self._entries(task_id)]
+
+    def _entries(self, task_id: str) -> list[LogEntry]:
+        ids = self.entry_ids(task_id)
+        if not ids:
+            return []
+        with redis_errors("read task events"):
+            pipe = self.client.pipeline(transaction=False)
+            for entry_id in ids:
+                pipe.xrange(self.keys.log, entry_id, entry_id)
+            replies: list[Any] = pipe.execute()
+        out: list[LogEntry] = []
+        for reply in replies:
+            for entry_id, fields in reply:
+                try:
+                    out.append(LogEntry(entry_id.decode(), decode_entry(fields)))
+                except UndecodableEvent:
+                    continue  # quarantined by the log's readers
+        return out
+
+    def entries(self, task_id: str) -> list[LogEntry]:
+        """Every entry of the task, in log order (the index is brought up to date first)."""
+        self.update()
+        return self._entries(task_id)
+
+    def events(self, task_id: str) -> list[t.Event]:
+        """Every event of the task, in log order (the index is brought up to date first)."""
+        return [e.event for e in self.entries(task_id)]
+
+    def task(self, task_id: str) -> TaskState | None:
+        """The task as its events make it, or None if the log has none."""
+        return fold_task(task_id, self.events(task_id))
+
+    def tasks(self, task_ids: Sequence[str]) -> dict[str, TaskState]:
+        """Several tasks as their events make them, read in two round trips (the index is
+        brought up to date first); unknown ones are left out."""
+        self.update()
+        with redis_errors("read task index"):
+            pipe = self.client.pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.zrange(self.keys.task_events(task_id), 0, -1)
+            id_lists: list[Any] = pipe.execute()
+            ids = [sorted((r.decode() for r in raw), key=_order) for raw in id_lists]
+            pipe = self.client.pipeline(transaction=False)
+            for entry_id in (i for group in ids for i in group):
+                pipe.xrange(self.keys.log, entry_id, entry_id)
+            replies = iter(pipe.execute())
+        out: dict[str, TaskState] = {}
+        for task_id, group in zip(task_ids, ids, strict=True):
+            events = [_decoded(next(replies)) for _ in group]
+            task = fold_task(task_id, (e for e in events if e is not None))
+            if task is not None:
+                out[task_id] = task
+        return out
+
+    def full_state(self, state: FleetState) -> FleetState:
+        """A copy of `state` with every finished task back in `tasks` (after the hot ones) and
+        an empty `finished` map: O(history), for tests and a batch's own tasks."""
+        full = state.copy()
+        full.tasks.update(self.tasks(list(state.finished)))
+        full.finished, full.finished_counts = {}, {}
+        return full
+
+    def finished(self) -> list[TaskState]:
+        """Every finished task's summary (the index is brought up to date first)."""
+        self.update()
+        with redis_errors("read task summaries"):
+            raw: Any = self.client.hvals(self.keys.finished_summaries)
+        return [_TASK_DECODER.decode(r) for r in raw]
+
+    def rebuild(self) -> int:
+        """Drop the index and index the whole log again; the number of entries indexed."""
+        with redis_errors("rebuild task index"):
+            stale = list(self.client.scan_iter(match=self.keys.task_events_prefix + "*"))
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(self.keys.task_events_position, self.keys.finished_summaries)
+            for i in range(0, len(stale), 1000):
+                pipe.delete(*stale[i : i + 1000])
+            pipe.execute()
+        return self.update()
+
+
+def manual_retry(store: EventStore, state: FleetState, task_id: str, at: float) -> t.TaskQueued:
+    """The event that queues a failed, dead-lettered or cancelled task again by hand; a task
+    that left the hot state comes back with it (read through the index)."""
+    restore = None
+    if task_id not in state.tasks:
+        task = TaskIndex(store).task(task_id)
+        restore = None if task is None else msgspec.to_builtins(task)
+    return t.TaskQueued(at=at, task_id=task_id, reason="manual_retry", restore=restore)
+
+
+class TaskIndexer:
+    """Keeps a `TaskIndex` up to date on a thread of its own (the daemon pokes it after each
+    snapshot), so that indexing never holds up the caller."""
+
+    def __init__(self, index: TaskIndex, idle: float = 30.0) -> None:
+        self.index = index
+        self.idle = idle  # the thread ends after this long without a poke
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def poke(self) -> None:
+        """Bring the index up to the end of the log soon."""
+        self._wake.set()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="forge-task-index", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while self._wake.wait(self.idle):
+            self._wake.clear()
+            try:
+                self.index.update()
+            except ForgeError as e:  # derived: the next poke or reader catches up
+                structlog.get_logger("events.task_index").warning(
+                    "task index update failed", error=str(e)
+                )
+
+
+def _decoded(reply: Any) -> t.Event | None:
+    for _, fields in reply:
+        try:
+            return decode_entry(fields)
+        except UndecodableEvent:
+            return None  # quarantined by the log's readers
+    return None

@@ -1,0 +1,170 @@
+"""Finished tasks leave the hot state; the per-task index reads them back; reopening restores
+them; snapshots and the hot digest do not grow with finished tasks."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+import redis
+
+from events import (
+    EventStore,
+    SnapshotStore,
+    TaskAssigned,
+    TaskCompleted,
+    TaskConflict,
+    TaskContinued,
+    TaskDeadLettered,
+    TaskDefinition,
+    TaskFailed,
+    TaskQueued,
+    TaskStarted,
+    TaskSubmitted,
+    TaskUsage,
+    replay,
+)
+from events.state import FleetState
+from events.task_index import TaskIndex, manual_retry
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> EventStore:
+    return EventStore(redis_client, "evict")
+
+
+def submit(task_id: str, after: list[str] | None = None) -> TaskSubmitted:
+    spec = TaskDefinition(command=["true"], after=after or [])
+    return TaskSubmitted(at=1.0, task_id=task_id, spec=spec)
+
+
+def run_to_end(store: EventStore, task_id: str, epoch: int = 1) -> None:
+    store.claim(
+        task_id, TaskAssigned(at=2.0, task_id=task_id, attempt=1, agent_id="agent-7x", epoch=epoch)
+    )
+    store.append(TaskStarted(at=3.0, task_id=task_id, attempt=1, agent_id="agent-7x", pid=7))
+    store.append(TaskUsage(at=4.0, task_id=task_id, attempt=1, input_tokens=5, cost_usd=0.25))
+    store.complete(
+        task_id,
+        1,
+        epoch,
+        TaskCompleted(at=5.0, task_id=task_id, attempt=1, agent_id="agent-7x", result="done"),
+    )
+
+
+def test_finished_task_leaves_the_hot_state_and_reads_back(store: EventStore) -> None:
+    store.append_batch([submit("a"), submit("b", after=["a"])])
+    run_to_end(store, "a")
+    state, _ = replay(store, use_snapshot=False)
+    assert "a" not in state.tasks
+    assert state.finished == {"a": "completed|1|1"}
+    assert state.tasks["b"].state == "pending"
+    assert state.dependants == {"a": ["b"]}  # b still waits on a: the orchestrator queues it
+    store.append(TaskQueued(at=6.0, task_id="b", reason="dependencies_met"))
+    state, _ = replay(store, use_snapshot=False)
+    assert state.tasks["b"].state == "queued"
+    assert state.dependants == {}  # nothing waits any more: no trace of a is left but `finished`
+    # a task that names a finished dependency is queued at once
+    store.append(submit("c", after=["a"]))
+    state, _ = replay(store, use_snapshot=False)
+    assert state.tasks["c"].state == "queued"
+    assert state.dependants == {}
+
+    index = TaskIndex(store)
+    a = index.task("a")
+    assert a is not None
+    assert (a.state, a.attempt, a.result, a.cost_usd, a.input_tokens) == (
+        "completed",
+        1,
+        "done",
+        0.25,
+        5,
+    )
+    assert [r.outcome for r in a.history] == ["completed"]
+    assert [type(e.event).__name__ for e in index.entries("a")] == [
+        "TaskSubmitted",
+        "TaskAssigned",
+        "TaskStarted",
+        "TaskUsage",
+        "TaskCompleted",
+    ]
+    assert [x.task_id for x in index.finished()] == ["a"]
+    assert index.task("nobody") is None
+    ids = index.entry_ids("a")
+    assert index.rebuild() == store.length()
+    assert index.entry_ids("a") == ids
+    assert [x.task_id for x in index.finished()] == ["a"]
+
+
+def test_snapshot_and_digest_hold_no_finished_task(store: EventStore) -> None:
+    snapshots = SnapshotStore(store)
+    store.append(submit("live"))
+    for i in range(30):
+        store.append(submit(f"t{i}"))
+        run_to_end(store, f"t{i}")
+    state, _ = replay(store, use_snapshot=False)
+    assert list(state.tasks) == ["live"]
+    assert len(state.finished) == 30
+    snapshots.save(state)
+    body = msgspec.msgpack.encode(state)
+    assert b"agent-7x" not in body  # no finished task's attempts, results or definitions
+    assert len(body) < 2_000
+    tail_task = submit("late")
+    store.append(tail_task)
+    restarted, report = replay(store, snapshots=snapshots)
+    full, _ = replay(store, use_snapshot=False)
+    assert report.snapshot_position is not None
+    assert restarted.same_as(full)
+    # the hot digest ignores the finished map, and only it
+    other = FleetState()
+    other.finished = {"x": "completed|1|1"}
+    assert other.hot_digest() == FleetState().hot_digest()
+    assert full.hot_digest() == restarted.hot_digest()
+    full.tasks["late"].definition = TaskDefinition(command=["false"])
+    assert full.hot_digest() != restarted.hot_digest()
+
+
+def test_reopening_restores_a_finished_task(store: EventStore) -> None:
+    store.append(submit("d"))
+    store.claim("d", TaskAssigned(at=2.0, task_id="d", attempt=1, agent_id="agent-7x", epoch=3))
+    store.append(TaskFailed(at=3.0, task_id="d", attempt=1, failure="crash", transient=True))
+    store.append(TaskDeadLettered(at=3.0, task_id="d", attempts=1, reason="gave up"))
+    state, _ = replay(store, use_snapshot=False)
+    assert state.finished == {"d": "dead_lettered|1|3"}
+
+    # without the task's state the index refuses a reopening, and the projection ignores it
+    with pytest.raises(TaskConflict):
+        store.append_if("d", {"state": "dead_lettered"}, TaskQueued(at=4.0, task_id="d"))
+    store.append(TaskQueued(at=4.0, task_id="d", reason="manual_retry"))
+    state, _ = replay(store, use_snapshot=False)
+    assert state.finished == {"d": "dead_lettered|1|3"}
+    assert state.anomalies == 1
+    assert store.task_index("d") == ("dead_lettered", 1, 3)
+
+    # `forge task retry` (the orchestrator) brings it back with its history
+    store.append(manual_retry(store, state, "d", at=5.0))
+    state, _ = replay(store, use_snapshot=False)
+    assert "d" not in state.finished
+    d = state.tasks["d"]
+    assert (d.state, d.attempt, d.last_reason) == ("queued", 1, "gave up")
+    assert [r.attempt for r in d.history] == [1]
+    assert list(state.queued()) == ["d"]
+    assert store.task_index("d") == ("queued", 1, 3)
+    assert state.counts() == {"queued": 1}
+
+    # `forge task continue` of a completed (evicted) task does the same
+    store.append(submit("e"))
+    run_to_end(store, "e", epoch=3)
+    state, _ = replay(store, use_snapshot=False)
+    e = TaskIndex(store).task("e")
+    assert e is not None
+    restore = msgspec.to_builtins(e)
+    store.append_if(
+        "e",
+        {"state": "completed", "attempt": 1},
+        TaskContinued(at=9.0, task_id="e", prompt="more", after_attempt=1, restore=restore),
+    )
+    state, _ = replay(store, use_snapshot=False)
+    assert state.tasks["e"].state == "queued"
+    assert state.tasks["e"].follow_up == "more"
+    assert state.tasks["e"].result == "done"
+    assert [x.task_id for x in TaskIndex(store).finished()] == []  # no longer finished
