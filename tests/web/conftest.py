@@ -94,6 +94,17 @@ def _story(store: EventStore) -> str:
             t.TaskCompleted(at=now, task_id="t-lint", attempt=1, agent_id="agent-2", exit_code=0),
             t.AgentIdle(at=now, agent_id="agent-2"),
             t.TaskSubmitted(at=now, task_id="t-docs", spec=spec("make docs", 4, "docs")),
+            t.ApprovalRequested(
+                at=now,
+                approval_id="ap-1",
+                task_id="t-tests",
+                attempt=1,
+                tool="Bash",
+                summary="git push origin main",
+                timeout=600.0,
+                expires_at=now + 600,
+            ),
+            t.BreakerOpened(at=now, name="model-api", until=now + 60, reason="rate limited"),
         ]
     )
     return first

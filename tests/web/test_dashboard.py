@@ -71,6 +71,8 @@ def test_the_fleet_page_shows_the_running_task(dashboard: Dashboard, browser: We
     assert "t-lint" not in running  # completed: not running
     assert "t-build" in _text(browser, "main")  # queued, priority 2
     assert "$0.0125" in _text(browser, "#spend")
+    assert "git push origin main" in _text(browser, "#approvals")
+    assert "rate limited" in _text(browser, "#breakers")
 
 
 def test_a_new_event_is_pushed_to_the_open_page(dashboard: Dashboard, browser: WebDriver) -> None:
