@@ -115,6 +115,15 @@ def test_the_time_slider_shows_what_replay_until_prints(
     assert shown != now_text
     assert "tasks: 2 queued" in shown
     assert "t-tests" not in _text(browser, "#moment #running")  # nothing ran yet then
+    end = int(slider.get_attribute("max") or 0)
+    while int(time.time() * 1000) <= end:  # the next entry lands in a later millisecond
+        time.sleep(0.001)
+    dashboard.store.append(t.AgentSpawned(at=time.time(), agent_id="agent-late"))
+    wait_for(
+        browser,
+        lambda d: int(slider.get_attribute("max") or 0) > end,
+        "the slider's end did not move on with the log",
+    )
 
 
 def test_a_task_page_shows_its_timeline(dashboard: Dashboard, browser: WebDriver) -> None:

@@ -246,7 +246,12 @@ function follow() {
     const message = JSON.parse(e.data);
     if (message.position) say("live · " + message.position, true);
     const page = document.body.dataset.page;
-    if (page === "time") return; // the past does not change; the slider's end is read on load
+    if (page === "time") { // the past does not change: only the slider's end moves on
+      const slider = $("#slider");
+      const ms = Number(String(message.position || "").split("-")[0]);
+      if (slider && ms > Number(slider.max)) slider.max = String(ms);
+      return;
+    }
     if (page === "task" && !message.reload) {
       const id = decodeURIComponent(location.pathname.slice("/task/".length));
       if (!message.entries.some((x) => x.task_id === id)) return;
