@@ -142,6 +142,17 @@ class GroupConsumer:
             pipe.xack(self.log_key, self.group, sid)
             pipe.execute()
 
+    def dead_letter(self, entry_id: str, reason: str) -> bool:
+        """Give up on a delivered entry: copy it to the dead-letter stream with `reason` and
+        acknowledge it; False if the log no longer holds it (then it is only acknowledged)."""
+        with redis_errors("read entry"):
+            found: Any = self.client.xrange(self.log_key, entry_id, entry_id)
+        if not found:
+            self.ack(entry_id)
+            return False
+        self._dead_letter(entry_id, found[0][1], reason)
+        return True
+
     def redeliver_pending(self) -> None:
         """Deliver this consumer's unacknowledged entries again on the next `read`."""
         self._check_own_pending = True

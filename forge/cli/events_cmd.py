@@ -18,6 +18,7 @@ from events.snapshot import SnapshotStore
 from events.state import FleetState, to_builtins
 from events.types import EVENT_TYPES
 from forge.cli.app import App, echo_data, json_option, pass_app
+from forge.cli.consume_cmd import consume
 from forge.cli.eventview import details, entries, matches, tag_of
 from forge.cli.render import stamp, table
 from forge.cli.verify import verify_log
@@ -252,3 +253,6 @@ def stats_cmd(app: App, as_json: bool) -> None:
         return "\n".join(head + (["", table(["TYPE", "COUNT"], rows)] if rows else []))
 
     echo_data(data, as_json, render)
+
+
+events.add_command(consume)
