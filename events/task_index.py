@@ -203,6 +203,34 @@ class TaskIndex:
             raw: Any = self.client.hvals(self.keys.finished_summaries)
         return [_TASK_DECODER.decode(r) for r in raw]
 
+    def check(self, state: FleetState) -> list[str]:
+        """What the index gets wrong against the whole log and `state`, its full replay: the
+        ids indexed for each task, and the finished tasks' summaries (O(history))."""
+        self.update()
+        expected: dict[str, list[str]] = {}
+        for entry in self.store.read_range():
+            task_id = getattr(entry.event, "task_id", None)
+            if isinstance(task_id, str):
+                expected.setdefault(task_id, []).append(entry.id)
+        problems: list[str] = []
+        tasks = list(expected)
+        with redis_errors("read task index"):
+            pipe = self.client.pipeline(transaction=False)
+            for task_id in tasks:
+                pipe.zrange(self.keys.task_events(task_id), 0, -1)
+            indexed = pipe.execute()
+            raw: Any = self.client.hgetall(self.keys.finished_summaries)
+        for task_id, got in zip(tasks, indexed, strict=True):
+            if sorted((g.decode() for g in got), key=_order) != expected[task_id]:
+                problems.append(f"events of {task_id}")
+        summaries = {k.decode(): _TASK_DECODER.decode(v) for k, v in raw.items()}
+        for task_id, done in state.finished.items():
+            summary = summaries.pop(task_id, None)
+            if summary is None or summary.state != done.partition("|")[0]:
+                problems.append(f"summary of {task_id}")
+        problems += [f"summary of {task_id} (not finished)" for task_id in summaries]
+        return problems
+
     def rebuild(self) -> int:
         """Drop the index and index the whole log again; the number of entries indexed."""
         with redis_errors("rebuild task index"):

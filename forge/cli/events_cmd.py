@@ -207,13 +207,18 @@ class _stdout:
 
 
 @events.command("verify")
+@click.option(
+    "--repair-task-index",
+    is_flag=True,
+    help="Rebuild the per-task index from the log if it disagrees with it.",
+)
 @json_option
 @pass_app
-def verify_cmd(app: App, as_json: bool) -> None:
-    """Decode the whole log and check it: quarantined entries, the derived index, the newest
-    snapshot, and the running daemon's live state (all against a full replay). Exits 1 on
-    any problem."""
-    report = verify_log(app)
+def verify_cmd(app: App, repair_task_index: bool, as_json: bool) -> None:
+    """Decode the whole log and check it: quarantined entries, the derived index, the per-task
+    index, the newest snapshot, and the running daemon's live state (all against a full
+    replay). Exits 1 on any problem."""
+    report = verify_log(app, repair_task_index)
     echo_data(report, as_json, lambda r: "\n".join(r.lines))
     if not report.ok:
         raise click.exceptions.Exit(1)

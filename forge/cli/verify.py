@@ -2,8 +2,10 @@
 
 1. every entry decodes (the undecodable ones are quarantined and listed);
 2. the derived task index agrees with the replayed tasks (state, attempt, epoch);
-3. the newest snapshot equals a full replay up to its position;
-4. if a daemon runs, its live state equals a full replay up to the position of its latest
+3. the per-task index (each task's stream ids, finished tasks' summaries) agrees with the log
+   (`--repair-task-index` rebuilds it when it does not);
+4. the newest snapshot equals a full replay up to its position;
+5. if a daemon runs, its live state equals a full replay up to the position of its latest
    heartbeat (the daemon publishes a digest of its live state with each heartbeat; equal
    digests mean equal states, orderings included).
 """
@@ -16,6 +18,7 @@ from events.replay import replay
 from events.snapshot import SnapshotStore
 from events.state import FleetState
 from events.store import IndexEntry
+from events.task_index import TaskIndex
 from forge.cli.app import App
 from forge.cli.render import daemon_info
 from forge.daemon import state_digest
@@ -96,7 +99,23 @@ def _daemon_check(app: App) -> Check:
     return Check(name="daemon", ok=same, detail=detail)
 
 
-def verify_log(app: App) -> VerifyReport:
+def _task_index_check(app: App, state: FleetState, repair: bool) -> Check:
+    index = TaskIndex(app.store)
+    problems = index.check(state)
+    if problems and repair:
+        index.rebuild()
+        left = index.check(state)
+        detail = f"{len(problems)} wrong, rebuilt from the log" + (
+            f"; still wrong: {', '.join(left[:5])}" if left else ""
+        )
+        return Check(name="per-task index", ok=not left, detail=detail)
+    detail = f"{len(state.finished)} finished tasks and every task's events agree with the log"
+    if problems:
+        detail = f"{len(problems)} wrong ({', '.join(problems[:5])}): --repair-task-index"
+    return Check(name="per-task index", ok=not problems, detail=detail)
+
+
+def verify_log(app: App, repair_task_index: bool = False) -> VerifyReport:
     state, report = replay(app.store, use_snapshot=False)
     quarantined = app.store.quarantined()
     checks = [
@@ -108,6 +127,7 @@ def verify_log(app: App) -> VerifyReport:
             else "every entry decodes",
         ),
         _index_check(app, state),
+        _task_index_check(app, state, repair_task_index),
         _snapshot_check(app),
         _daemon_check(app),
     ]
