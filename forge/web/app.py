@@ -34,8 +34,9 @@ from starlette.routing import Route
 from events.errors import ForgeError
 from events.redact import redact_value
 from events.replay import replay
-from events.state import FleetState
+from events.state import FleetState, TaskState
 from events.store import EventStore
+from events.task_index import TaskIndex
 from forge.cli.events_cmd import parse_moment
 from forge.cli.eventview import task_history
 from forge.settings import Settings
@@ -108,11 +109,18 @@ def create_app(store: EventStore, settings: Settings, token: str, port: int | No
     def tasks(request: Request) -> JSONResponse:
         q = request.query_params
         states = [s for s in q.getlist("state") if s]
-        data = live.read(lambda s: task_rows(s, states, q.get("runtime") or None, q.get("q")))
-        return _json(data)
+        done = TaskIndex(store).finished()  # read before the lock: it is I/O
 
-    def _task_or_none(task_id: str) -> Any:
-        return live.read(lambda s: s.tasks.get(task_id))
+        def rows(state: FleetState) -> dict[str, Any]:
+            every = [*state.tasks.values(), *(x for x in done if x.task_id not in state.tasks)]
+            return task_rows(every, states, q.get("runtime") or None, q.get("q"))
+
+        return _json(live.read(rows))
+
+    def _task_or_none(task_id: str) -> TaskState | None:
+        """The task, hot (from the live state) or finished (through the per-task index)."""
+        hot, finished = live.read(lambda s: (s.tasks.get(task_id), task_id in s.finished))
+        return TaskIndex(store).task(task_id) if hot is None and finished else hot
 
     def task(request: Request) -> JSONResponse:
         task_id = request.path_params["task_id"]

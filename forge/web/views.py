@@ -6,7 +6,7 @@ built for the fleet now and for the fleet replayed at any past moment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from events.redact import redact
@@ -127,31 +127,29 @@ def _matches(task: TaskState, text: str) -> bool:
 
 
 def task_rows(
-    state: FleetState,
+    tasks: Sequence[TaskState],
     states: Iterable[str] = (),
     runtime: str | None = None,
     text: str | None = None,
 ) -> dict[str, Any]:
-    """The tasks that match the filters (any of `states`, the runtime, a case-insensitive
-    text in the id, name, prompt, command or tags), newest first."""
+    """The tasks (hot and finished) that match the filters (any of `states`, the runtime, a
+    case-insensitive text in the id, name, prompt, command or tags), newest first."""
     wanted = set(states)
     needle = (text or "").strip().casefold()
     found = [
         x
-        for x in state.tasks.values()
+        for x in tasks
         if (not wanted or x.state in wanted)
         and (not runtime or x.definition.runtime == runtime)
         and (not needle or _matches(x, needle))
     ]
     found.sort(key=lambda x: (x.submitted_at, x.task_id), reverse=True)
-    runtimes = sorted({x.definition.runtime for x in state.tasks.values()})
     return {
-        "total": len(state.tasks),
+        "total": len(tasks),
         "matched": len(found),
         "tasks": [_row(x) for x in found[:TASKS_SHOWN]],
         "states": list(TASK_STATES),
-        "runtimes": runtimes,
-        "position": state.position,
+        "runtimes": sorted({x.definition.runtime for x in tasks}),
     }
 
 
