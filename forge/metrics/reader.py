@@ -80,6 +80,9 @@ class LogMetrics:
         self.durations = Histogram(DURATION_BUCKETS)
         self.waits = Histogram(WAIT_BUCKETS)
         self.queued_at: dict[str, float] = {}
+        # spend and tokens by model, from the usage events (finished tasks leave the state)
+        self.spend: dict[tuple[str, ...], float] = {}
+        self.tokens: dict[tuple[str, ...], float] = {}
 
     # -- reading the log ----------------------------------------------------------------
 
@@ -125,10 +128,26 @@ class LogMetrics:
                     )
             case t.TaskDeadLettered():
                 _bump(self.dead_lettered, runtime)
+            case t.TaskUsage():
+                self._usage(event, task)
             case t.TaskCancelled():
                 self.queued_at.pop(event.task_id, None)
             case _:
                 pass
+
+    def _usage(self, event: t.TaskUsage, task: TaskState | None) -> None:
+        """Usage figures are running totals of the attempt: add what changed (as the
+        projection does), under the task's model."""
+        current = task.current if task is not None else None
+        if task is None or current is None:
+            return
+        model = task.definition.model or "default"
+        self.spend[(model,)] = self.spend.get((model,), 0.0) + event.cost_usd - current.cost_usd
+        for kind, now, before in (
+            ("input", event.input_tokens, current.input_tokens),
+            ("output", event.output_tokens, current.output_tokens),
+        ):
+            self.tokens[(model, kind)] = self.tokens.get((model, kind), 0.0) + now - before
 
     # -- the Collector protocol ----------------------------------------------------------
 
@@ -214,13 +233,7 @@ class LogMetrics:
         yield from self._daemon(state)
 
     def _spend(self, state: FleetState) -> Iterator[Metric]:
-        spend: dict[tuple[str, ...], float] = {}
-        tokens: dict[tuple[str, ...], float] = {}
-        for task in state.tasks.values():
-            model = task.definition.model or "default"
-            spend[(model,)] = spend.get((model,), 0.0) + task.cost_usd
-            for kind, n in (("input", task.input_tokens), ("output", task.output_tokens)):
-                tokens[(model, kind)] = tokens.get((model, kind), 0.0) + n
+        spend, tokens = self.spend, self.tokens
         yield _gauge("forge_spend_usd", "Recorded spend in US dollars, by model.", spend, ["model"])
         yield _gauge(
             "forge_tokens", "Tokens used, by model and direction.", tokens, ["model", "direction"]
