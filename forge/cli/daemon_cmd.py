@@ -74,6 +74,8 @@ def start_cmd(app: App, foreground: bool, metrics_port: int | None, web_port: in
     click.echo(f"daemon started (pid {record.pid}, node {record.node_id}); log: {files.logfile}")
     if address is not None:
         click.echo(address)
+    if port is not None:
+        click.echo(f"metrics: http://{app.settings.metrics.host}:{port}/metrics")
 
 
 def exit_now(code: int) -> NoReturn:

@@ -191,3 +191,16 @@ def test_bad_metrics_settings_are_refused(metered: tuple[DaemonHarness, int]) ->
     assert done.returncode == 1
     assert "metrics.port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_flag_reaches_a_background_daemon(metered: tuple[DaemonHarness, int]) -> None:
+    h, port = metered
+    del h.env["FORGE_METRICS_PORT"]
+    started = h.forge("daemon", "start", "--metrics-port", str(port))
+    assert started.returncode == 0, started.stderr
+    assert f"metrics: http://127.0.0.1:{port}/metrics" in started.stdout
+    h.wait_for("the metrics port", lambda: health(port, "/healthz")[0] == 200)
+    busy = h.forge("daemon", "start", "--metrics-port", str(port))  # refused: one runs
+    assert busy.returncode == 1
+    assert h.forge("daemon", "stop").returncode == 0
+    assert get(port, "/healthz")[0] == 0  # the port closed with the daemon
