@@ -74,8 +74,8 @@ def consumers(forge_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Po
         proc.communicate(timeout=10)
 
 
-def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    proc.send_signal(signal.SIGTERM)
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str, str]:
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=WAIT)
     return proc.returncode, out, err
 
@@ -135,7 +135,7 @@ def test_a_failing_handler_sends_the_event_to_the_dead_letters(
     )
     dead_key = Keys.for_namespace(NAMESPACE).dead_letters("dl")
     wait_for("a dead letter", lambda: redis_client.xlen(dead_key) == 1)
-    code, out, _ = stop(proc)
+    code, out, _ = stop(proc, signal.SIGINT)  # Ctrl-C ends it as cleanly
     assert code == 0
     assert tries.read_text().splitlines() == ["task.failed"] * 3  # the first try and 2 retries
     [(_, fields)] = redis_client.xrange(dead_key)
@@ -209,3 +209,38 @@ def test_bad_input_is_one_clear_line(
     result = invoke(["events", "consume", *args])
     assert result.exit_code in (1, 2)
     assert expected in one_error_line(result)
+
+
+def test_a_command_past_its_timeout_is_killed_and_dead_lettered(
+    redis_client: redis.Redis, consumers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    store_of(redis_client).append_batch([failed("task-slow")])
+    proc = consumers(
+        "--group", "slow", "--from-start", "--retries", "0", "--timeout", "0.3",
+        "--exec", "exec sleep 60",
+    )  # fmt: skip
+    dead_key = Keys.for_namespace(NAMESPACE).dead_letters("slow")
+    wait_for("a dead letter", lambda: redis_client.xlen(dead_key) == 1)
+    code, _, _ = stop(proc)
+    assert code == 0
+    [(_, fields)] = redis_client.xrange(dead_key)
+    assert fields[b"reason"].decode() == "the command ran longer than 0.3 s"
+
+
+def test_the_event_handed_over_has_its_secrets_masked(
+    redis_client: redis.Redis, consumers: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    secret = "sk-ant-api03-" + "x" * 40
+    spec = t.TaskDefinition(command=["true"], env={"ANTHROPIC_API_KEY": secret})
+    [entry] = store_of(redis_client).append_batch(
+        [t.TaskSubmitted(at=time.time(), task_id="task-s", spec=spec)]
+    )
+    got = tmp_path / "got.json"
+    proc = consumers("--group", "sec", "--from-start", "--exec", f"cat > {got}")
+    wait_for("the event", lambda: got.exists() and got.read_text())
+    stop(proc)
+    event = json.loads(got.read_text())
+    assert event["id"] == entry
+    assert event["type"] == "task.submitted"
+    assert event["task_id"] == "task-s"
+    assert secret not in got.read_text()
