@@ -53,6 +53,11 @@ def test_the_daemon_serves_the_dashboard_of_its_running_tasks(daemons: DaemonHar
         "the dashboard to show the task running",
         lambda: any(r["task_id"] == task_id for r in _get(base + "api/fleet", token)["running"]),
     )
+    echoed = daemons.forge("task", "submit", "--command", "echo output-of-the-task").stdout.strip()
+    daemons.wait_for(
+        "the task page to show the task's output",
+        lambda: "output-of-the-task" in _get(base + f"api/task/{echoed}/output", token)["lines"],
+    )
     log = (daemons.home / "daemon.log").read_text()
     assert token not in log  # printed to the person who started it, never logged
     stopped = daemons.forge("daemon", "stop", "--force")
