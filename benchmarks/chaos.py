@@ -177,6 +177,9 @@ class Run:
             mark = self.marks / str(name)
             lines = mark.read_text().split() if mark.exists() else []
             ends[name] = lines[0::2].count("e")
+        for name, count in ends.items():
+            if count > 1:  # say how: which attempts ended how
+                print(f"   ran twice: {name}: {_story(events, by_name[name])}", flush=True)
         completed = [i for i in ids if state.tasks[i].state == "completed"]
         dead = [i for i in ids if state.tasks[i].state == "dead_lettered"]
         return {
@@ -192,6 +195,19 @@ class Run:
             ),
             "tasks with two commands alive at once": len(self.overlaps & set(by_name)),
         }
+
+
+def _story(events: list[t.Event], task_id: str) -> str:
+    """How each attempt of a task went, from its events."""
+    parts = []
+    for e in events:
+        if isinstance(e, t.TaskStarted) and e.task_id == task_id:
+            parts.append(f"started {e.attempt}")
+        elif isinstance(e, t.TaskFailed) and e.task_id == task_id:
+            parts.append(f"failed {e.attempt} ({e.failure}: {e.reason})")
+        elif isinstance(e, t.TaskCompleted) and e.task_id == task_id:
+            parts.append(f"completed {e.attempt}")
+    return "; ".join(parts)
 
 
 def phase_daemon_kills(run: Run, tasks: int, kills: int) -> tuple[dict[str, int], float]:
