@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
+from events.errors import ForgeError
 from events.store import EventStore
 from forge.metrics.health import ApiProbe, Check, LogProbe
 from forge.metrics.reader import LogMetrics
@@ -39,4 +42,12 @@ def start_metrics(
     ready: dict[str, Check] = {"log": log}
     ready["model_api"] = ApiProbe(api_url, check_api)
     app = health_app(metrics, {"orchestrator": alive}, ready)
-    return MetricsServer(settings.metrics.host, settings.metrics.port, app).start()
+    server = MetricsServer(settings.metrics.host, settings.metrics.port, app).start()
+    threading.Thread(target=_warm, args=(metrics,), name="forge-metrics-warm", daemon=True).start()
+    return server
+
+
+def _warm(metrics: LogMetrics) -> None:
+    """Fold the log once in the background, so that the first scrape of a long log is quick."""
+    with contextlib.suppress(ForgeError):
+        metrics.catch_up()

@@ -10,6 +10,8 @@ is behind the log and since when it runs.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -33,11 +35,11 @@ __all__ = ["DURATION_BUCKETS", "WAIT_BUCKETS", "Histogram", "LogMetrics"]
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
 WAIT_BUCKETS = (0.1, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0)
 BREAKER_STATES = ("closed", "open", "half_open")
-_PAGE = 1000
+_PAGE = 5000
 
 
 class Histogram:
-    """Cumulative bucket counts and a sum, per label value."""
+    """Bucket counts and a sum, per label value (made cumulative when exported)."""
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.buckets = buckets
@@ -45,17 +47,15 @@ class Histogram:
 
     def observe(self, labels: tuple[str, ...], value: float) -> None:
         counts, total = self.series.setdefault(labels, ([0] * (len(self.buckets) + 1), [0.0]))
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                counts[i] += 1
-        counts[-1] += 1  # +Inf
+        counts[bisect.bisect_left(self.buckets, value)] += 1  # the last one is +Inf
         total[0] += value
 
     def family(self, name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
         family = HistogramMetricFamily(name, doc, labels=labels)
         for key, (counts, total) in sorted(self.series.items()):
             bounds = [*(repr(b) for b in self.buckets), "+Inf"]
-            family.add_metric(list(key), list(zip(bounds, counts, strict=True)), total[0])
+            cumulative = list(itertools.accumulate(counts))
+            family.add_metric(list(key), list(zip(bounds, cumulative, strict=True)), total[0])
         return family
 
 
@@ -90,21 +90,21 @@ class LogMetrics:
         """Apply the entries appended since the last call; how many were applied."""
         applied = 0
         with self.lock:
-            while True:
-                page = self.store.read_from(self.state.position, _PAGE)
+            position = self.state.position
+            start = "-" if position == "0-0" else "(" + position
+            for page in self.store.pages(start, "+", _PAGE):  # the fast path replay uses
                 for entry in page:
-                    event = entry.event
+                    event = entry[2]
                     task_id = getattr(event, "task_id", None)
                     task = self.state.tasks.get(task_id) if task_id else None
                     was = task.state if task is not None else None
                     self._count(event, task)
-                    apply_entries(self.state, [(entry.id, event.schema, event)])
+                    apply_entries(self.state, [entry])
                     now = self.state.tasks.get(task_id) if task_id else None
                     if now is not None and now.state == "queued" and was != "queued":
                         self.queued_at[now.task_id] = event.at  # it entered the queue
                 applied += len(page)
-                if len(page) < _PAGE:
-                    return applied
+            return applied
 
     def _count(self, event: t.Event, task: TaskState | None) -> None:
         """Update the counters with an event about `task`, before the state applies it."""
