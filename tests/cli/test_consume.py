@@ -30,7 +30,9 @@ import json, os, pathlib, sys, time
 out = pathlib.Path(sys.argv[1])
 event = json.load(sys.stdin)
 with open(out / "seen", "a") as f:
-    f.write(f"{os.environ['FORGE_EVENT_ID']} {os.environ['FORGE_TASK_ID']} {event['type']}\\n")
+    env = os.environ
+    f.write(f"{env['FORGE_EVENT_ID']} {env['FORGE_TASK_ID']} {event['type']} "
+            f"{env['FORGE_EVENT_DELIVERY']}\\n")
 if len((out / "seen").read_text().splitlines()) == int(sys.argv[2]):
     (out / "reached").touch()  # hold this event until the test says go
     deadline = time.monotonic() + 30
@@ -114,13 +116,35 @@ def test_every_failure_is_handled_once_across_a_restart(
     code, _, err = stop(second)
     assert code == 0, err
     seen = [line.split() for line in (tmp_path / "seen").read_text().splitlines()]
-    assert {(i, task) for i, task, _ in seen} == wanted
+    assert {(i, task) for i, task, _, _ in seen} == wanted
     assert len(seen) == len(wanted)  # none twice
-    assert {kind for _, _, kind in seen} == {"task.failed"}
+    assert {kind for _, _, kind, _ in seen} == {"task.failed"}
     log = Keys.for_namespace(NAMESPACE).log
     pending: Any = redis_client.xpending_range(log, "alerts", "-", "+", 100)
     left = {p["message_id"].decode() for p in pending}
     assert left <= set(ids[1::2])  # at most progress events read as it stopped, never a failure
+
+
+def test_after_a_kill_9_only_the_event_in_flight_comes_again(
+    redis_client: redis.Redis, consumers: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    ids = store_of(redis_client).append_batch([failed(f"task-{i}") for i in range(8)])
+    script = tmp_path / "handler.py"
+    script.write_text(HANDLER)
+    args = ("--group", "k", "--name", "c1", "--from-start", "--exec")
+    first = consumers(*args, f"{sys.executable} {script} {tmp_path} 3")
+    wait_for("the third event", (tmp_path / "reached").exists)
+    first.kill()  # no clean stop: the third event was handled but not acknowledged
+    first.communicate(timeout=WAIT)
+    (tmp_path / "go").touch()
+
+    second = consumers(*args, f"{sys.executable} {script} {tmp_path} 3")
+    wait_for("every event", lambda: len((tmp_path / "seen").read_text().splitlines()) == 9)
+    assert stop(second)[0] == 0
+    seen = [line.split() for line in (tmp_path / "seen").read_text().splitlines()]
+    assert [i for i, *_ in seen] == [*ids[:3], ids[2], *ids[3:]]  # at least once, in order
+    # what the killed consumer had read (one batch: all 8) comes again as a second delivery
+    assert [d for *_, d in seen] == ["1"] * 3 + ["2"] * 6
 
 
 def test_a_failing_handler_sends_the_event_to_the_dead_letters(
