@@ -28,6 +28,10 @@ __all__ = ["AgentPool", "Agents"]
 
 
 class Agents(Protocol):
+    def __len__(self) -> int:
+        """How many agents have a live supervisor."""
+        ...
+
     def has(self, agent_id: str) -> bool:
         """The agent has a live supervisor."""
         ...
@@ -38,6 +42,10 @@ class Agents(Protocol):
 
     def spawn(self, runtime: str, tags: list[str], agent_id: str | None = None) -> str:
         """Start an agent (recorded unless the log knows it already); returns its id."""
+        ...
+
+    def retire(self, agent_id: str, reason: str, grace: float | None = None) -> None:
+        """Stop an agent (one running an attempt once that attempt has been stopped)."""
         ...
 
     def release(self, agent_id: str, failure: str | None) -> None:

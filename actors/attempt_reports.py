@@ -12,26 +12,45 @@ from actors.messages import AttemptStarted, CancelAttempt, NoticeReceived
 from actors.runtime import PermissionDenial, ProgressNotice, SessionNotice, UsageNotice
 from events import types as t
 
-__all__ = ["notice", "record_denials", "record_usage", "started"]
+__all__ = [
+    "denial_events",
+    "notice",
+    "refused_starts",
+    "start_records",
+    "usage_event",
+]
 
 
-def started(ledger: Ledger, agents: Agents, msg: AttemptStarted) -> None:
-    """Record the attempt's start; one that no longer owns its task is stopped."""
-    expect = {"state": "assigned", "attempt": msg.attempt, "epoch": msg.epoch}
-    event = t.TaskStarted(
-        at=ledger.now(),
-        task_id=msg.task_id,
-        attempt=msg.attempt,
-        agent_id=msg.agent_id,
-        pid=msg.pid,
-        create_time=msg.create_time,
-        log_path=msg.log_path,
-        workspace=msg.workspace,
-        branch=msg.branch,
-    )
-    [ok] = ledger.append_if(Conditional(msg.task_id, expect, event))
-    if not ok:  # cancelled or taken over meanwhile: this attempt must not run on
-        agents.tell(msg.agent_id, CancelAttempt(msg.task_id, msg.attempt, 0.0, "cancelled"))
+def start_records(ledger: Ledger, msgs: Sequence[AttemptStarted]) -> list[Conditional]:
+    """The records of the attempts' starts, each fenced by its attempt and daemon epoch."""
+    return [
+        Conditional(
+            msg.task_id,
+            {"state": "assigned", "attempt": msg.attempt, "epoch": msg.epoch},
+            t.TaskStarted(
+                at=ledger.now(),
+                task_id=msg.task_id,
+                attempt=msg.attempt,
+                agent_id=msg.agent_id,
+                pid=msg.pid,
+                create_time=msg.create_time,
+                log_path=msg.log_path,
+                workspace=msg.workspace,
+                branch=msg.branch,
+            ),
+        )
+        for msg in msgs
+    ]
+
+
+def refused_starts(
+    agents: Agents, msgs: Sequence[AttemptStarted], appended: Sequence[bool]
+) -> None:
+    """Stop the attempts whose start was refused: cancelled or taken over meanwhile, they
+    must not run on."""
+    for msg, ok in zip(msgs, appended, strict=True):
+        if not ok:
+            agents.tell(msg.agent_id, CancelAttempt(msg.task_id, msg.attempt, 0.0, "cancelled"))
 
 
 class _Usage(Protocol):
@@ -45,40 +64,33 @@ class _Usage(Protocol):
     def cost_usd(self) -> float: ...
 
 
-def record_usage(ledger: Ledger, task_id: str, attempt: int, usage: _Usage) -> None:
-    """Append the attempt's cumulative usage (from a runtime notice or a final outcome)."""
-    ledger.append(
-        [
-            t.TaskUsage(
-                at=ledger.now(),
-                task_id=task_id,
-                attempt=attempt,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost_usd=usage.cost_usd,
-            )
-        ]
+def usage_event(task_id: str, attempt: int, usage: _Usage, now: float) -> t.TaskUsage:
+    """The attempt's cumulative usage (from a runtime notice or a final outcome)."""
+    return t.TaskUsage(
+        at=now,
+        task_id=task_id,
+        attempt=attempt,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=usage.cost_usd,
     )
 
 
-def record_denials(
-    ledger: Ledger, task_id: str, attempt: int, denials: Sequence[PermissionDenial]
-) -> None:
-    """Append one `task.permission_denied` per tool call the attempt was refused."""
-    if denials:
-        ledger.append(
-            [
-                t.TaskPermissionDenied(
-                    at=ledger.now(),
-                    task_id=task_id,
-                    attempt=attempt,
-                    tool=d.tool,
-                    tool_use_id=d.tool_use_id,
-                    summary=d.summary,
-                )
-                for d in denials
-            ]
+def denial_events(
+    task_id: str, attempt: int, denials: Sequence[PermissionDenial], now: float
+) -> list[t.TaskPermissionDenied]:
+    """One `task.permission_denied` per tool call the attempt was refused."""
+    return [
+        t.TaskPermissionDenied(
+            at=now,
+            task_id=task_id,
+            attempt=attempt,
+            tool=d.tool,
+            tool_use_id=d.tool_use_id,
+            summary=d.summary,
         )
+        for d in denials
+    ]
 
 
 def notice(ledger: Ledger, msg: NoticeReceived) -> None:
@@ -106,6 +118,6 @@ def notice(ledger: Ledger, msg: NoticeReceived) -> None:
                 [t.TaskProgress(at=now, task_id=msg.task_id, attempt=msg.attempt, summary=summary)]
             )
         case UsageNotice():
-            record_usage(ledger, msg.task_id, msg.attempt, notice)
+            ledger.append([usage_event(msg.task_id, msg.attempt, notice, now)])
         case _:
             pass

@@ -56,11 +56,16 @@ class BreakerGate:
         return False
 
     def admitted(self, task: TaskState) -> None:
-        """The task was claimed: while its breaker is half-open it runs as the trial."""
+        """The task is being claimed: while its breaker is half-open it runs as the trial."""
         name = self.config.breakers.get(task.definition.runtime)
         breaker = self.ledger.state.breakers.get(name) if name else None
         if name and breaker and breaker.state == "half_open":
             self.trials.setdefault(name, set()).add(task.task_id)
+
+    def withdrawn(self, task_id: str) -> None:
+        """The task's claim was refused after it was admitted: its trial slot is free."""
+        for trials in self.trials.values():
+            trials.discard(task_id)
 
     def guards(self, task: TaskState) -> bool:
         """A breaker judges the task's dependency failures (else they are requeued at once)."""

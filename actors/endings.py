@@ -5,11 +5,13 @@ breaker's verdict, dependants queued or failed — and cancellation and immediat
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from actors import attempt_reports
 from actors.agents import Agents
 from actors.breaker_gate import BreakerGate
-from actors.ledger import Conditional, Ledger
+from actors.ledger import Conditional, Ledger, Unconditional
 from actors.messages import AttemptEnded, CancelAttempt, Timer
 from actors.policy import (
     BREAKER_FAILURES,
@@ -22,7 +24,7 @@ from actors.runtime import Outcome
 from events import types as t
 from events.state import TaskState
 
-__all__ = ["Endings", "doomed"]
+__all__ = ["EndedBatch", "Endings", "doomed"]
 
 
 def doomed(task: TaskState) -> bool:
@@ -31,6 +33,14 @@ def doomed(task: TaskState) -> bool:
     if task.state == "failed":
         return not retried(task, task.last_failure)
     return task.state in ("dead_lettered", "cancelled")
+
+
+class EndedBatch(NamedTuple):
+    """The records of several attempts' ends, and for each end (message, its task if its
+    outcome is recorded, the agent's events, the index of its outcome record)."""
+
+    records: list[Conditional | Unconditional]
+    endings: list[tuple[AttemptEnded, TaskState | None, list[t.Event], int]]
 
 
 class Endings:
@@ -49,36 +59,62 @@ class Endings:
         self.config = config
         self.rng = rng
 
-    def ended(self, msg: AttemptEnded) -> None:
-        """An agent's attempt ended: record the outcome with the agent's own events (unless
-        the result is stale), act on it, then keep the agent idle or retire it."""
-        task = self.state.tasks.get(msg.task_id)
-        agent_id = msg.agent_id
-        outcome = msg.outcome
-        agent = self.state.agents.get(agent_id)
-        keep_agent = (
-            agent is not None and self.agents.has(agent_id) and agent.status != "terminated"
-        )
-        follow: list[t.Event] = []  # the agent's own events, appended with the task's outcome
-        if keep_agent:
-            if outcome.failure == "unhealthy":
-                follow.append(
-                    t.AgentUnhealthy(at=self.ledger.now(), agent_id=agent_id, reason=outcome.reason)
+    def prepare(self, msgs: Sequence[AttemptEnded]) -> EndedBatch:
+        """Agents' attempts ended (each task at most once in `msgs`): the records of their
+        outcomes (unless a result is stale: then only the agent's own events) to append in
+        one go, with others, before `settle` acts on them."""
+        batch = EndedBatch([], [])
+        for msg in msgs:
+            task = self.state.tasks.get(msg.task_id)
+            follow = self._agent_follow(msg)  # the agent's own events, with the task's outcome
+            if task is not None and task.attempt == msg.attempt and not task.terminal:
+                batch.records.extend(
+                    self._outcome_records(task, msg.epoch, msg.agent_id, msg.outcome, follow)
                 )
-            follow.append(t.AgentIdle(at=self.ledger.now(), agent_id=agent_id))
-        recorded = False
-        if task is not None and task.attempt == msg.attempt and not task.terminal:
-            recorded = self._record_outcome(task, msg.epoch, agent_id, outcome, follow)
-        if not recorded:
-            self.ledger.append(follow)
-        if keep_agent:
-            self.agents.release(agent_id, outcome.failure)
+            else:
+                task = None
+                batch.records.append(Unconditional(follow))  # (nothing if the agent is gone)
+            batch.endings.append((msg, task, follow, len(batch.records) - 1))
+        return batch
 
-    def _record_outcome(
+    def settle(self, batch: EndedBatch, appended: Sequence[bool]) -> None:
+        """Act on the outcomes of `batch` (`appended`: which of its records were): a retry,
+        dependants, the breaker told; then keep each agent idle or retire it."""
+        for msg, task, follow, at in batch.endings:
+            if task is not None:
+                if appended[at]:
+                    outcome = msg.outcome
+                    self.gate.report(task, outcome.failure, outcome.reason, outcome.reset_at)
+                    self._after_end(task)
+                else:
+                    self.ledger.log.warning(
+                        "stale result rejected",
+                        task_id=task.task_id,
+                        attempt=task.attempt,
+                        epoch=msg.epoch,
+                    )
+                    self.ledger.append(follow)
+            if follow:  # the agent is kept
+                self.agents.release(msg.agent_id, msg.outcome.failure)
+
+    def _agent_follow(self, msg: AttemptEnded) -> list[t.Event]:
+        """The events of the agent whose attempt ended, if it is kept (else none)."""
+        agent = self.state.agents.get(msg.agent_id)
+        if agent is None or not self.agents.has(msg.agent_id) or agent.status == "terminated":
+            return []
+        now = self.ledger.now()
+        follow: list[t.Event] = []
+        if msg.outcome.failure == "unhealthy":
+            reason = msg.outcome.reason
+            follow.append(t.AgentUnhealthy(at=now, agent_id=msg.agent_id, reason=reason))
+        follow.append(t.AgentIdle(at=now, agent_id=msg.agent_id))
+        return follow
+
+    def _outcome_records(
         self, task: TaskState, epoch: int, agent_id: str, outcome: Outcome, follow: list[t.Event]
-    ) -> bool:
-        """Record how the attempt ended (fenced by attempt and epoch), with `follow` in the same
-        append; False when the result was stale and nothing was appended."""
+    ) -> list[Conditional | Unconditional]:
+        """How the attempt ended, fenced by attempt and epoch, with `follow` in the same
+        append, after what it spent and was refused (kept however it ended)."""
         now = self.ledger.now()
         expect = {"state": ("assigned", "running"), "attempt": task.attempt, "epoch": epoch}
         event: t.Event
@@ -107,18 +143,12 @@ class Endings:
                 exit_code=outcome.exit_code,
                 transient=retried(task, outcome.failure),
             )
-        if _new_usage(task, outcome):  # what it spent, kept however it ended
-            attempt_reports.record_usage(self.ledger, task.task_id, task.attempt, outcome)
-        attempt_reports.record_denials(self.ledger, task.task_id, task.attempt, outcome.denials)
-        [recorded] = self.ledger.append_if(Conditional(task.task_id, expect, event, follow))
-        if not recorded:
-            self.ledger.log.warning(
-                "stale result rejected", task_id=task.task_id, attempt=task.attempt, epoch=epoch
-            )
-            return False
-        self.gate.report(task, outcome.failure, outcome.reason, outcome.reset_at)
-        self._after_end(task)
-        return True
+        before: list[t.Event] = []
+        if _new_usage(task, outcome):
+            before.append(attempt_reports.usage_event(task.task_id, task.attempt, outcome, now))
+        before += attempt_reports.denial_events(task.task_id, task.attempt, outcome.denials, now)
+        outcome_record = Conditional(task.task_id, expect, event, follow)
+        return [Unconditional(before), outcome_record] if before else [outcome_record]
 
     def _after_end(self, task: TaskState) -> None:
         """Follow-ups once a task's attempt has ended: retries, dependants."""

@@ -86,7 +86,7 @@ class Fleet:
             workspaces=self.workspaces,
         )
         position = cast(str, self.orchestrator.ask("position", timeout=_ASK_TIMEOUT))
-        self.tail = LogTail(self.store, self.orchestrator, position)
+        self.tail = LogTail(self.store, self.orchestrator, position, applied=lambda: state.position)
         self.tail.start()
         return self
 

@@ -157,6 +157,11 @@ class Ledger:
                 break
         self._maybe_checkpoint()
 
+    def has_news(self, last_id: str) -> bool:
+        """The tail reader's news of the log up to `last_id` holds entries we have not applied
+        (or it could not tell how far the log goes)."""
+        return not last_id or _stream_key(last_id) > _stream_key(self.state.position)
+
     def advance(self, last_id: str, after: str, entries: Iterable[tuple[str, Any]]) -> None:
         """The tail reader saw the log grow to `last_id`, with `entries` following `after`:
         apply those after our position if they cover it, else read from it ourselves."""

@@ -9,7 +9,10 @@ running attempt reports in `actors/attempt_reports.py`, the circuit breakers' si
 actor.
 
 Assignment is event-driven: every message handled (the tail reader's news of the log, an
-attempt's start or end, a due timer) ends with `_dispatch` — there is no polling interval.
+attempt's start or end, a due timer) ends with a dispatch round (`actors/dispatch.py`) — there
+is no polling interval. Reports and log news waiting in the mailbox are handled together: the
+starts and ends of several attempts, and the claims of a dispatch round for the agents idle
+meanwhile, are one conditional append, each record fenced on its own.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from actors import attempt_reports, recovery
 from actors.agents import AgentPool
 from actors.breaker_gate import BreakerGate
 from actors.clock import Clock
+from actors.dispatch import Dispatcher
 from actors.endings import Endings, doomed
-from actors.ledger import Conditional, Ledger
+from actors.inbox import Inbox
+from actors.ledger import Ledger
 from actors.messages import (
     AttemptEnded,
     AttemptStarted,
@@ -36,12 +41,11 @@ from actors.messages import (
     CancelAttempt,
     LogAdvanced,
     NoticeReceived,
-    RunAttempt,
     ShutdownRequested,
     SupervisorFailed,
     Timer,
 )
-from actors.policy import OrchestratorConfig, agent_fits, build_spec, task_budget_left
+from actors.policy import OrchestratorConfig
 from actors.runtime import RuntimeAdapter, Workspaces
 from actors.scheduler import Scheduler
 from events import types as t
@@ -50,6 +54,16 @@ from events.store import EventStore
 from events.task_index import manual_retry
 
 __all__ = ["Orchestrator"]
+
+_MOST_REPORTS = 256  # messages handled in one go
+
+
+def _batched(message: Any) -> bool:
+    return isinstance(message, LogAdvanced | AttemptStarted | AttemptEnded)
+
+
+def _reported(message: Any) -> bool:
+    return isinstance(message, AttemptStarted | AttemptEnded)
 
 
 class Orchestrator(pykka.ThreadingActor):
@@ -110,6 +124,13 @@ class Orchestrator(pykka.ThreadingActor):
             breakers={} if breakers is None else breakers,
         )
         self.endings = Endings(self.ledger, self.agents, self.gate, config, rng)
+        self.dispatcher = Dispatcher(
+            self.ledger, self.agents, self.gate, self.endings, self.runtimes, config, log=self.log
+        )
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return Inbox()
 
     @property
     def stopping(self) -> bool:
@@ -136,16 +157,10 @@ class Orchestrator(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case LogAdvanced(last_id=last_id, after=after, entries=entries):
-                self.ledger.advance(last_id, after, entries)
-            case AttemptStarted():
-                attempt_reports.started(self.ledger, self.agents, message)
+            case LogAdvanced() | AttemptStarted() | AttemptEnded():
+                self._reports(message)
             case NoticeReceived():
                 attempt_reports.notice(self.ledger, message)
-            case AttemptEnded():
-                self.endings.ended(message)
-                if self.stopping and not self._running():
-                    self._finish_stop()
             case BreakerVerdict(task_id=task_id):
                 self.endings.requeue_after_verdict(task_id)
             case Timer(kind="retry", key=task_id):
@@ -218,88 +233,64 @@ class Orchestrator(pykka.ThreadingActor):
             case _:
                 pass
 
-    # -- dispatch ---------------------------------------------------------------------------
+    # -- reports and dispatch -------------------------------------------------------------
+
+    def _reports(self, first: Any) -> None:
+        """Handle `first` and the run of reports and log news waiting behind it, in order, with
+        one append for the starts and ends of each stretch without news (a task reported
+        twice, or news in the log, closes a stretch)."""
+        inbox: Inbox = self.actor_inbox  # type: ignore[assignment]
+        starts: list[AttemptStarted] = []
+        ends: list[AttemptEnded] = []
+        for message in [first, *inbox.take_while(_batched, _MOST_REPORTS)]:
+            match message:
+                case LogAdvanced(last_id=last_id, after=after, entries=entries):
+                    if self.ledger.has_news(last_id):
+                        self._record_reports(starts, ends)
+                        self.ledger.advance(last_id, after, entries)
+                case AttemptStarted(task_id=task_id):
+                    if any(m.task_id == task_id for m in starts) or any(
+                        m.task_id == task_id for m in ends
+                    ):
+                        self._record_reports(starts, ends)
+                    starts.append(message)
+                case AttemptEnded(task_id=task_id):
+                    if any(m.task_id == task_id for m in ends):
+                        self._record_reports(starts, ends)
+                    ends.append(message)
+        self._record_reports(starts, ends)
+
+    def _record_reports(self, starts: list[AttemptStarted], ends: list[AttemptEnded]) -> None:
+        """Record the attempts' starts and ends in one append, with the claims of a dispatch
+        round for the agents idle before them; then act on them."""
+        if not starts and not ends:
+            return
+        planned: list[tuple[TaskState, str]] = []
+        if not self.stopping and (not ends or self.config.fleet_budget_usd is None):
+            # (with a fleet budget, what the attempts spent counts before the next claims)
+            reporting = {m.agent_id for m in starts} | {m.agent_id for m in ends}
+            planned = self.dispatcher.plan(busy=reporting)
+        begun = attempt_reports.start_records(self.ledger, starts)
+        batch = self.endings.prepare(ends)
+        claims = self.dispatcher.claims(planned, self.epoch)
+        appended = self.ledger.append_if(*begun, *batch.records, *claims)
+        ended_at = len(begun)
+        claimed_at = ended_at + len(batch.records)
+        attempt_reports.refused_starts(self.agents, starts, appended[:ended_at])
+        self.endings.settle(batch, appended[ended_at:claimed_at])
+        self.dispatcher.hand_over(claims, appended[claimed_at:], self.epoch)
+        if ends and self.stopping and not self._running():
+            self._finish_stop()
+        starts.clear()
+        ends.clear()
 
     def _dispatch(self) -> None:
         if self.stopping:
             return
-        spending = self._within_budget()  # else only tasks of free runtimes (shell, noop) start
-        skipped: set[str] = set()
-        while True:
-            idle = [
-                a
-                for a in self.state.agents.values()
-                if a.status in ("ready", "idle") and self.agents.has(a.agent_id)
-            ]
-            if not idle and len(self.agents) >= self.config.max_agents:
-                return
-            task_id = self.state.next_queued(
-                lambda task: (
-                    task.task_id not in skipped
-                    and (spending or task.definition.runtime in self.config.free_runtimes)
-                    and self.gate.runnable(task)
-                )
-            )
-            if task_id is None:
-                return
-            task = self.state.tasks[task_id]
-            if task_budget_left(task) == 0.0:
-                spent = f"${task.cost_usd:.4f} of ${task.definition.budget_usd:.4f}"
-                self.endings.fail_now(task, "max_budget", f"task budget spent: {spent}")
-                continue
-            if task.definition.runtime not in self.runtimes:
-                reason = f"unknown runtime {task.definition.runtime!r}"
-                self.endings.fail_now(task, "invalid", reason)
-                continue
-            agent = next((a for a in idle if agent_fits(a, task)), None)
-            if agent is None:
-                if len(self.agents) >= self.config.max_agents:
-                    if not idle:
-                        return
-                    self.agents.retire(idle[0].agent_id, "replaced by an agent that fits a task")
-                agent_id = self.agents.spawn(task.definition.runtime, list(task.definition.tags))
-            else:
-                agent_id = agent.agent_id
-            if not self._assign(task, agent_id):
-                skipped.add(task_id)
-
-    def _within_budget(self) -> bool:
-        limit = self.config.fleet_budget_usd
-        if limit is None or self.state.total_cost_usd < limit:
-            return True
-        if not self.state.budget_exhausted:
-            self.log.warning(
-                "fleet budget reached: no new attempts",
-                spent_usd=self.state.total_cost_usd,
-                limit_usd=limit,
-            )
-            spent = self.state.total_cost_usd
-            self.ledger.append(
-                [t.BudgetExhausted(at=self.ledger.now(), spent_usd=spent, limit_usd=limit)]
-            )
-        return False
-
-    def _assign(self, task: TaskState, agent_id: str) -> bool:
-        attempt = task.attempt + 1
-        now = self.ledger.now()
-        claim = t.TaskAssigned(
-            at=now,
-            task_id=task.task_id,
-            attempt=attempt,
-            agent_id=agent_id,
-            epoch=self.epoch,
-            node_id=self.config.node_id,
-        )
-        busy = t.AgentBusy(at=now, agent_id=agent_id, task_id=task.task_id, attempt=attempt)
-        [claimed] = self.ledger.append_if(
-            Conditional(task.task_id, {"state": "queued"}, claim, (busy,))
-        )
-        if not claimed:
-            return False
-        self.gate.admitted(task)
-        spec = build_spec(task, attempt, self.config)
-        self.agents.tell(agent_id, RunAttempt(spec=spec, epoch=self.epoch))
-        return True
+        inbox: Inbox = self.actor_inbox  # type: ignore[assignment]
+        if inbox.waiting(_reported):
+            return  # the next report's append carries the claims
+        self.dispatcher.run(self.epoch)
 
     # -- shutdown ---------------------------------------------------------------------------
 

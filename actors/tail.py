@@ -1,36 +1,44 @@
 """The tail reader: one thread blocked in XREAD on the log that wakes the orchestrator.
 
 It hands over the entries it read, decoded, with the position they follow; the orchestrator
-applies them directly if that is its own position, and otherwise reads from its own position
-itself, so entries are always applied in log order and never twice.
+applies those after its own position if they cover it, and otherwise reads from its own
+position itself, so entries are always applied in log order and never twice. Entries the
+orchestrator has applied already (its own appends, and others' that came back with them) are
+neither decoded nor handed over: the tail reads the orchestrator's position first.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pykka
-import redis
 import structlog
 
 from actors.messages import LogAdvanced
 from actors.scheduler import Teller
 from events.codec import decode_entry
+from events.errors import StoreError
 from events.store import EventStore
 
 __all__ = ["LogTail"]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class LogTail:
-    def __init__(self, store: EventStore, target: Teller, after: str, block_ms: int = 500) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        target: Teller,
+        after: str,
+        block_ms: int = 500,
+        applied: Callable[[], str] | None = None,
+    ) -> None:
         self.store = store
         self.target = target
         self.after = after
+        # how far the target has applied the log (it reads what it appends with the append)
+        self.applied = applied or (lambda: "0-0")
         self.block_ms = block_ms
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="forge-tail", daemon=True)
@@ -56,12 +64,13 @@ class LogTail:
 
     def _follow(self) -> None:
         last = self.after
-        key = self.store.keys.log
-        client = self.store.client
         while not self._stop.is_set():
+            applied = self.applied()
+            if _key(applied) > _key(last):
+                last = applied  # the target has it all already: no need to read it
             try:
-                reply: Any = client.xread({key: last}, count=10_000, block=self.block_ms)
-            except (redis.RedisError, OSError) as e:
+                raw = self.store.read_raw(last, 10_000, self.block_ms)
+            except (StoreError, OSError) as e:
                 self._log.warning("tail read failed; retrying", error=str(e))
                 self._stop.wait(0.5)
                 continue
@@ -70,15 +79,23 @@ class LogTail:
                 self.target.tell(LogAdvanced("", "", []))
                 self._stop.wait(0.5)
                 continue
-            for _key, entries in reply or ():
-                if not entries:
-                    continue
-                after = last
-                newest = entries[-1][0]
-                last = _text(newest)
-                try:
-                    decoded = [(_text(i), decode_entry(fields)) for i, fields in entries]
-                except Exception:  # UndecodableEvent, or worse: a foreign entry
-                    decoded = []  # the orchestrator reads (and quarantines) them itself
-                    after = ""
-                self.target.tell(LogAdvanced(last, after, decoded))
+            if not raw:
+                continue
+            after, last = last, raw[-1][0]
+            applied = self.applied()
+            if _key(last) <= _key(applied):
+                continue  # the target's own appends (it applied them with the append)
+            news = [(i, fields) for i, fields in raw if _key(i) > _key(applied)]
+            if len(news) < len(raw):
+                after = raw[len(raw) - len(news) - 1][0]
+            try:
+                decoded = [(i, decode_entry(fields)) for i, fields in news]
+            except Exception:  # UndecodableEvent, or worse: a foreign entry
+                decoded = []  # the orchestrator reads (and quarantines) them itself
+                after = ""
+            self.target.tell(LogAdvanced(last, after, decoded))
+
+
+def _key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms or 0), int(seq or 0)

@@ -382,6 +382,31 @@ class EventStore:
         entries = self._decode_all(raw, quarantined)
         return [(e.id, e.event.schema, e.event) for e in entries]
 
+    def read_raw(
+        self, after: str, count: int, block_ms: int | None = None
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        """Entries after `after` as (id, raw fields), at most `count`, waiting up to `block_ms`
+        for the first (`XREAD`): undecoded, so that a reader decodes only those it needs
+        (`events.codec.decode_entry`)."""
+        command: list[Any] = ["XREAD", "COUNT", count]
+        if block_ms is not None:
+            command += ["BLOCK", block_ms]
+        pool = self.client.connection_pool
+        with redis_errors("read"):
+            conn: Any = pool.get_connection()
+            try:
+                conn.send_command(*command, "STREAMS", self.keys.log, after)
+                reply: Any = conn.read_response()
+            except BaseException:
+                conn.disconnect()  # an unread reply must not reach the next user
+                raise
+            finally:
+                pool.release(conn)
+        if not reply:
+            return []
+        entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]  # RESP3
+        return [(_text(entry_id), _pairs(fields)) for entry_id, fields in entries]
+
     def tail(
         self,
         after: str = "$",
