@@ -4,6 +4,7 @@ to its position, whatever it appended itself, others appended in between, or was
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 
@@ -54,3 +55,36 @@ def test_conditional_records_are_each_fenced_and_the_state_follows_the_log(
     }
     # once live, every applied event is handed over, others' as well as our own
     assert [type(e) for e in seen] == [t.TaskSubmitted, t.TaskAssigned, t.AgentBusy, t.TaskAssigned]
+
+
+class ReadCountingStore(EventStore):
+    """The store, counting the reads of the log it is asked for."""
+
+    reads = 0
+
+    def read_range(self, start: str = "-", end: str = "+", count: int | None = None) -> Any:
+        self.reads += 1
+        return super().read_range(start, end, count)
+
+
+def test_what_others_appended_comes_back_with_the_append_without_a_read(
+    redis_client: redis.Redis,
+) -> None:
+    store = ReadCountingStore(redis_client, "ledger-reads")
+    ledger = Ledger(store, FleetState(), SystemClock(), react=lambda event: None)
+    ledger.append([_submitted("x")])
+    store.append_batch([_submitted("y"), _submitted("z")])  # another writer
+    [claimed] = ledger.append_if(Conditional("y", {"state": "queued"}, _assigned("y")))
+    assert claimed
+    assert store.reads == 0
+    assert list(ledger.state.tasks) == ["x", "y", "z"]
+    assert ledger.state.tasks["y"].state == "assigned"
+    assert ledger.position == store.last_id()
+    replayed, _ = replay(store)
+    assert replayed.same_as(ledger.state)
+
+    store.append_batch([_submitted(f"many{i}") for i in range(1200)])  # more than come back
+    ledger.append([_submitted("w")])
+    assert store.reads > 0  # then the ledger reads them
+    assert len(ledger.state.tasks) == 1204
+    assert replay(store)[0].same_as(ledger.state)
