@@ -41,6 +41,7 @@ from events import types as t
 from events.replay import replay
 from events.state import FleetState
 from events.store import EventStore
+from events.task_index import TaskIndex
 from forge.daemon_process import DaemonFiles, alive
 from forge.server import EmbeddedServer
 
@@ -158,10 +159,9 @@ class Run:
             if chaos is not None:
                 chaos()
             state = self.state()
-            if state is not None and all(
-                i in state.tasks and state.tasks[i].state in _TERMINAL for i in ids
-            ):
-                return state
+            if state is not None and all(state.task_state(i) in _TERMINAL for i in ids):
+                # finished tasks have left the hot state: bring them back from the task index
+                return TaskIndex(self.store()).full_state(state)
             if time.monotonic() > deadline:
                 raise SystemExit(f"tasks not settled after {limit:.0f} s")
             time.sleep(0.2)
