@@ -192,9 +192,11 @@ class Ledger:
             self._snapshot_at = self.state.event_count
 
     def _maybe_checkpoint(self) -> None:
-        if self._checkpoint and self.state.event_count - self._snapshot_at >= (
-            self._snapshot_every
-        ):
+        # every `snapshot_every` events, or every N events while N tasks are live (a snapshot
+        # encodes them all): a snapshot's cost per event stays bounded, and a restart folds a
+        # tail no longer than the live work
+        due = max(self._snapshot_every, len(self.state.tasks))
+        if self._checkpoint and self.state.event_count - self._snapshot_at >= due:
             self._snapshot_at = self.state.event_count
             self._checkpoint(self.state)
 

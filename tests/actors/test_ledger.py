@@ -88,3 +88,26 @@ def test_what_others_appended_comes_back_with_the_append_without_a_read(
     assert store.reads > 0  # then the ledger reads them
     assert len(ledger.state.tasks) == 1204
     assert replay(store)[0].same_as(ledger.state)
+
+
+def test_snapshots_come_every_n_events_while_n_tasks_are_live(redis_client: redis.Redis) -> None:
+    store = EventStore(redis_client, "ledger-snapshots")
+    taken: list[int] = []
+    ledger = Ledger(
+        store,
+        FleetState(),
+        SystemClock(),
+        react=lambda _: None,
+        checkpoint=lambda state: taken.append(state.event_count),
+        snapshot_every=10,
+    )
+    for i in range(10):  # few live tasks: every 10 events
+        ledger.append([_submitted(f"a{i}")])
+    assert taken == [10]
+    ledger.append([_submitted(f"b{i}") for i in range(30)])  # 40 live tasks now
+    assert taken == [10]  # a snapshot encodes 40 tasks: not before 40 more events
+    for i in range(9):
+        ledger.append([_assigned(f"b{i}")])
+    assert taken == [10]
+    ledger.append([_assigned("b9")])
+    assert taken == [10, 50]
