@@ -62,3 +62,38 @@ def test_counters_and_spend_agree_with_a_replay(redis_client: redis.Redis) -> No
     assert found[("forge_task_attempt_duration_seconds_bucket", failed)] == 1
     assert found[("forge_log_events", ())] == state.event_count == 12
     assert metrics.catch_up() == 0  # nothing new: nothing counted twice
+
+
+def test_approvals_waiting_and_breakers(redis_client: redis.Redis) -> None:
+    store = EventStore(redis_client, "reader2")
+    asked = t.ApprovalRequested(
+        at=105.0, approval_id="ap-1", task_id="t3", attempt=1, tool="Bash", expires_at=900.0
+    )
+    store.append_batch(
+        [
+            *run("t3", None, [], asked),
+            t.BreakerOpened(at=106.0, name="model-api", until=200.0, reason="rate limited"),
+        ]
+    )
+    metrics = LogMetrics(store, "reader2")
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in metrics.collect()
+            for s in family.samples
+        }
+
+    found = scrape()
+    assert found[("forge_approvals_waiting", ())] == 1
+    assert found[("forge_breaker_state", (("breaker", "model-api"), ("state", "open")))] == 1
+    assert found[("forge_breaker_state", (("breaker", "model-api"), ("state", "closed")))] == 0
+    store.append_batch(
+        [
+            t.ApprovalAnswered(at=107.0, approval_id="ap-1", task_id="t3", allowed=True),
+            t.BreakerClosed(at=108.0, name="model-api"),
+        ]
+    )
+    found = scrape()
+    assert found[("forge_approvals_waiting", ())] == 0
+    assert found[("forge_breaker_state", (("breaker", "model-api"), ("state", "closed")))] == 1
