@@ -66,6 +66,26 @@ def _reported(message: Any) -> bool:
     return isinstance(message, AttemptStarted | AttemptEnded)
 
 
+# the events that others append and `Orchestrator._react` acts on (keep the two in step)
+_REQUESTS = (
+    t.TaskCancelRequested,
+    t.TaskRetryRequested,
+    t.AgentSpawnRequested,
+    t.AgentKillRequested,
+    t.AgentPauseRequested,
+    t.AgentResumeRequested,
+    t.DaemonStopRequested,
+)
+
+
+def _reacted(entries: list[tuple[str, Any]]) -> bool:
+    """Some of these entries will be acted on (not only applied)."""
+    return any(
+        isinstance(event, _REQUESTS) or (isinstance(event, t.TaskSubmitted) and event.spec.after)
+        for _, event in entries
+    )
+
+
 class Orchestrator(pykka.ThreadingActor):
     def __init__(
         self,
@@ -197,7 +217,7 @@ class Orchestrator(pykka.ThreadingActor):
 
     def _react(self, event: t.Event) -> None:
         """Act on requests and facts that others appended (the ledger hands over every event
-        it applies once we are live)."""
+        it applies once we are live). `_REQUESTS` lists what it acts on."""
         match event:
             case t.TaskSubmitted(task_id=task_id, spec=spec) if spec.after:
                 task = self.state.tasks.get(task_id)
@@ -237,17 +257,20 @@ class Orchestrator(pykka.ThreadingActor):
 
     def _reports(self, first: Any) -> None:
         """Handle `first` and the run of reports and log news waiting behind it, in order, with
-        one append for the starts and ends of each stretch without news (a task reported
-        twice, or news in the log, closes a stretch)."""
+        one append for the starts and ends of each stretch (a task reported twice, or news in
+        the log that will be acted on, closes a stretch; other news is applied in passing)."""
         inbox: Inbox = self.actor_inbox  # type: ignore[assignment]
         starts: list[AttemptStarted] = []
         ends: list[AttemptEnded] = []
         for message in [first, *inbox.take_while(_batched, _MOST_REPORTS)]:
             match message:
                 case LogAdvanced(last_id=last_id, after=after, entries=entries):
-                    if self.ledger.has_news(last_id):
+                    if not self.ledger.has_news(last_id):
+                        continue
+                    inert = after and not self.ledger.has_news(after) and not _reacted(entries)
+                    if not inert:  # what others asked is acted on after the reports before it
                         self._record_reports(starts, ends)
-                        self.ledger.advance(last_id, after, entries)
+                    self.ledger.advance(last_id, after, entries)
                 case AttemptStarted(task_id=task_id):
                     if any(m.task_id == task_id for m in starts) or any(
                         m.task_id == task_id for m in ends
