@@ -17,10 +17,12 @@ def test_kill_9_while_tasks_run_then_restart(harness: DaemonHarness) -> None:
     h.env["FORGE_ORCHESTRATOR_MAX_CONCURRENT_AGENTS"] = "3"
     first = h.foreground()
     h.wait_for("the pid file", lambda: (r := h.files.read()) is not None and r.pid == first.pid)
-    ids = [
-        h.forge("task", "submit", "-c", f"sh -c 'sleep 1; echo done {i}'").stdout.strip()
-        for i in range(TASKS)
-    ]
+    tasks = h.home / "tasks.toml"  # one submission: six CLI starts may outlast a task
+    tasks.write_text(
+        "".join(f'[[task]]\ncommand = "sleep 1; echo done {i}"\n' for i in range(TASKS))
+    )
+    ids = h.forge("task", "submit", "-f", str(tasks)).stdout.split()
+    assert len(ids) == TASKS
     h.wait_for(
         "three tasks to run",
         lambda: sum(h.state().tasks[i].state == "running" for i in ids) == 3,
