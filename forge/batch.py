@@ -47,16 +47,19 @@ def _keep_watched(view: FleetState, tasks: dict[str, TaskState]) -> None:
 
 
 class BatchResult:
-    """The batch's task ids, the fleet's live state when they had all ended, and the log."""
+    """The batch's task ids, the fleet's live (hot) state when they had all ended, and the
+    log; the batch's own tasks, finished ones read back through the per-task index."""
 
     def __init__(self, task_ids: list[str], live: FleetState, store: EventStore) -> None:
         self.task_ids = task_ids
         self.live = live
         self.store = store
+        finished = [i for i in task_ids if i not in live.tasks]
+        self._finished = TaskIndex(store).tasks(finished) if finished else {}
 
     @property
     def tasks(self) -> list[TaskState]:
-        return [self.live.tasks[i] for i in self.task_ids]
+        return [self.live.tasks.get(i) or self._finished[i] for i in self.task_ids]
 
     @property
     def ok(self) -> bool:
@@ -101,7 +104,7 @@ def run_batch(
                     break
         if fleet.stopped.is_set():
             raise ForgeError("the orchestrator stopped before the batch ended (see the log)")
-        live = fleet.state()
+        live = fleet.hot_state()  # (not `state()`: O(the namespace's history))
     finally:
         halt.set()
         fleet.stop(grace=config.shutdown_grace)

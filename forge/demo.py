@@ -26,7 +26,6 @@ import msgspec
 from actors.policy import RetryPolicy
 from events.replay import replay
 from events.store import EventStore
-from events.task_index import TaskIndex
 from forge.batch import BatchResult, run_batch
 from forge.cli.progress import Progress, summary
 from forge.daemon import orchestrator_config
@@ -227,8 +226,7 @@ def main() -> int:
         click.echo("\n" + summary(result))
         _show_log(result, "test-mul")
         replayed, report = replay(store, until=result.live.position, use_snapshot=False)
-        # the live state as the batch reports it holds its finished tasks: read them back too
-        same = TaskIndex(store).full_state(replayed).same_as(result.live)
+        same = replayed.same_as(result.live)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(replayed.counts().items()))
         click.echo(
             f"\nreplay: {report.events_applied} events folded from an empty state up to "
