@@ -25,7 +25,7 @@ import structlog
 
 from events import types as t
 from events.codec import decode_entry
-from events.errors import ForgeError, UndecodableEvent
+from events.errors import UndecodableEvent
 from events.projection import apply
 from events.state import EVICTED_STATES, FleetState, TaskState
 from events.store import EventStore, LogEntry, redis_errors
@@ -279,9 +279,10 @@ class TaskIndexer:
             self._wake.clear()
             try:
                 self.index.update()
-            except ForgeError as e:  # derived: the next poke or reader catches up
+            except Exception as e:  # derived: the next poke or reader catches up (a client
+                # closed under it as its fleet stops is one such failure, and not an error)
                 structlog.get_logger("events.task_index").warning(
-                    "task index update failed", error=str(e)
+                    "task index update failed", error=f"{type(e).__name__}: {e}"
                 )
 
 
