@@ -133,6 +133,7 @@ def build_spec(task: TaskState, attempt: int, config: OrchestratorConfig) -> Tas
         session_id=session_id,
         resume=resume,
         repo=definition.repo,
+        submitted_at=task.submitted_at,
         approval_rules=list(task.approval_rules),
         **_permissions(definition, config),
     )

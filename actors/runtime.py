@@ -90,6 +90,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str | None = None  # claude: the session id Forge chose for this task
     resume: bool = False  # claude: continue `session_id` with --resume
     repo: str | None = None  # run in this task's own git worktree of this repository
+    # when the task was submitted: an attempt's files older than that belong to someone else
+    submitted_at: float | None = None
 
 
 @runtime_checkable

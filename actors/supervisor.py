@@ -11,6 +11,7 @@ decision in the log before acting on it.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from typing import Any
@@ -189,6 +190,8 @@ class AgentSupervisor(pykka.ThreadingActor):
         """If this very attempt was started before -- the log lost the appends that said so
         (a server that crashed before writing them to disk) -- follow it instead of running
         the command a second time. True if it was adopted."""
+        if not _written_since(spec.log_path, spec.submitted_at):
+            return False  # no file, or one left by another task of the same id (a namespace)
         try:
             found = self.runtime.locate(spec)
             if found is None:
@@ -309,3 +312,13 @@ class AgentSupervisor(pykka.ThreadingActor):
         self.orchestrator.tell(
             AttemptEnded(self.agent_id, cur.spec.task_id, attempt, cur.epoch, outcome)
         )
+
+
+def _written_since(log_path: str, submitted_at: float | None) -> bool:
+    """Whether an attempt's log exists and was written after the task was submitted: an
+    earlier start of this attempt cannot be older than its task."""
+    try:
+        written = os.stat(log_path).st_mtime
+    except OSError:
+        return False
+    return submitted_at is None or written >= submitted_at

@@ -32,9 +32,10 @@ ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
 def _config(home: Path, agents: int) -> OrchestratorConfig:
+    # a logs directory per run: task ids repeat from one run to the next
     return OrchestratorConfig(
         node_id="bench",
-        logs_dir=str(home / "logs"),
+        logs_dir=tempfile.mkdtemp(prefix="logs-", dir=home),
         max_agents=agents,
         base_env=ENV,
         snapshot_every=100_000,
