@@ -314,6 +314,11 @@ class AgentSupervisor(pykka.ThreadingActor):
         )
 
 
+# File times are coarse (a clock tick on Linux, a second or two on some file systems), so a log
+# created just after its task was submitted may read as a little older.
+_MTIME_SLACK = 2.0
+
+
 def _written_since(log_path: str, submitted_at: float | None) -> bool:
     """Whether an attempt's log exists and was written after the task was submitted: an
     earlier start of this attempt cannot be older than its task."""
@@ -321,4 +326,4 @@ def _written_since(log_path: str, submitted_at: float | None) -> bool:
         written = os.stat(log_path).st_mtime
     except OSError:
         return False
-    return submitted_at is None or written >= submitted_at
+    return submitted_at is None or written >= submitted_at - _MTIME_SLACK

@@ -4,6 +4,8 @@ status): the next claim of that attempt number adopts it instead of running the 
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import redis
@@ -78,6 +80,9 @@ def test_an_older_attempt_of_the_same_task_id_is_not_taken_for_it(
     earlier = ShellRuntime(kill_grace=0.5)
     assert earlier.execute(_spec(logs, "same", other), lambda _n: None).wait(10) is not None
     earlier.cleanup()
+    an_hour_ago = time.time() - 3600
+    for left in (logs / "same").iterdir():  # that run was an hour ago
+        os.utime(left, (an_hour_ago, an_hour_ago))
     runtimes = {"shell": ShellRuntime(kill_grace=0.5)}
     with running_fleet(redis_client, runtimes, config(logs)) as (fleet, store):
         submit(store, "same", command=mine)
