@@ -1,6 +1,6 @@
 """The dashboard's web application (Starlette): pages, their JSON, and the live stream.
 
-Pages are plain HTML files shipped in `forge/web/static/` with one vanilla JS file and one
+Pages are one HTML template shipped in `forge/web/static/` with one vanilla JS file and one
 stylesheet (nothing from the internet). Their data comes from:
 
 * `/api/fleet`: the fleet now (the live state, folded forward from the log);
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 from collections.abc import AsyncIterator
@@ -49,7 +50,8 @@ __all__ = ["create_app"]
 
 KEEPALIVE_SECONDS = 15.0  # a comment line on an idle stream, so a dead page is noticed
 _MS = re.compile(r"^\d{1,16}$")
-_PAGES = {"/": "fleet.html", "/tasks": "tasks.html", "/time": "time.html"}
+# path -> (data-page, title) of the one page template; any other page is a task's
+_PAGES = {"/": ("fleet", "Fleet"), "/tasks": ("tasks", "Tasks"), "/time": ("time", "Time travel")}
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
@@ -64,8 +66,16 @@ _SECURITY_HEADERS = {
 }
 
 
+@functools.cache
 def _static(name: str) -> bytes:
     return resources.files("forge.web").joinpath("static", name).read_bytes()
+
+
+@functools.cache
+def _page(kind: str, title: str) -> bytes:
+    """The page template for one kind of page (its script draws the rest)."""
+    template = _static("page.html").decode()
+    return template.replace("{page}", kind).replace("{title}", title).encode()
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
@@ -93,8 +103,8 @@ def create_app(store: EventStore, settings: Settings, token: str, port: int | No
     live = LiveFleet(store)
 
     def page(request: Request) -> Response:
-        name = _PAGES.get(request.url.path, "task.html")
-        return Response(_static(name), media_type="text/html", headers=_SECURITY_HEADERS)
+        kind, title = _PAGES.get(request.url.path, ("task", "Task"))
+        return Response(_page(kind, title), media_type="text/html", headers=_SECURITY_HEADERS)
 
     def static(request: Request) -> Response:
         name = request.path_params["name"]
