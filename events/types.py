@@ -8,14 +8,24 @@ Rules that keep a stored log readable for ever:
 * every event carries `at`, the writer's wall-clock time, so replay never reads a clock.
 
 Events are grouped by subject: tasks, control requests (appended by the CLI for the daemon to act
-on), agents, circuit breakers, budget, daemon and node leases.
+on), agents, circuit breakers, budget, daemon and node leases; the base class and the task
+definition are in `events.event_base`, the events of the user's review (refused tool calls,
+approvals, landing) in `events.review_events`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-import msgspec
+from events.event_base import MAX_TIMESTAMP, Event, Priority, TaskDefinition, Timestamp
+from events.review_events import (
+    ApprovalAnswered,
+    ApprovalRequested,
+    TaskContinued,
+    TaskDiscarded,
+    TaskMerged,
+    TaskPermissionDenied,
+)
 
 __all__ = [
     "CONTROL_EVENTS",
@@ -70,50 +80,6 @@ __all__ = [
     "TaskUsage",
     "Timestamp",
 ]
-
-Priority = Annotated[int, msgspec.Meta(ge=1, le=5)]
-"""1 is the highest priority, 5 the lowest."""
-
-MAX_TIMESTAMP = 32_503_680_000.0  # 3000-01-01T00:00:00Z
-Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TIMESTAMP)]
-"""A wall-clock time in seconds since the epoch. Decoding refuses NaN, infinities and times
-before 1970 or after the year 3000, so an entry carrying one is quarantined like any other
-undecodable entry: every reader skips it alike and replay stays deterministic."""
-
-
-class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What to run: the immutable part of a task, as submitted."""
-
-    runtime: str = "shell"
-    command: list[str] | None = None
-    prompt: str | None = None
-    priority: Priority = 3
-    tags: list[str] = []
-    after: list[str] = []  # ids of tasks that must complete first
-    max_attempts: int = 3
-    timeout: float | None = None
-    budget_usd: float | None = None
-    model: str | None = None
-    repo: str | None = None
-    cwd: str | None = None
-    env: dict[str, str] = {}
-    idempotency_key: str | None = None
-    name: str | None = None
-    retry_on_exit: bool = False  # a failing exit code is retried like a crash (up to max_attempts)
-    # claude runtime: the effective permission policy, recorded at submit (never read from the
-    # settings later, so a replay or a retry runs under the policy the task was submitted with)
-    permission_mode: str | None = None  # None: a log from before policies (the daemon's default)
-    allowed_tools: list[str] = []
-    disallowed_tools: list[str] = []
-    add_dirs: list[str] = []
-
-
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
-    """Base of every event. `at` is the writer's wall-clock time in seconds."""
-
-    schema: ClassVar[int] = 1
-    at: Timestamp
-
 
 # -- tasks ---------------------------------------------------------------------------------
 
@@ -359,94 +325,6 @@ class BudgetLimitSet(Event, tag="budget.limit_set", frozen=True, kw_only=True):
     """
 
     limit_usd: float | None = None
-
-
-# -- landing an agent's work (appended by `forge task merge|discard|continue`) ---------------
-
-
-class TaskMerged(Event, tag="task.merged", frozen=True, kw_only=True):
-    """The task's branch was merged into `into`; `commit` is the target's new head (a merge
-    commit, a squashed commit, or the branch's own head after a fast-forward)."""
-
-    task_id: str
-    branch: str
-    into: str
-    commit: str
-    base: str = ""  # the commit the task's worktree started from
-    head: str = ""  # the task branch's head that was merged
-    squash: bool = False
-
-
-class TaskDiscarded(Event, tag="task.discarded", frozen=True, kw_only=True):
-    """The task's worktree and branch were removed; `head` is the commit the branch pointed
-    to (empty if there was no branch), so the discarded work can still be found by id."""
-
-    task_id: str
-    branch: str
-    head: str = ""
-    worktree: str | None = None
-
-
-class TaskContinued(Event, tag="task.continued", frozen=True, kw_only=True):
-    """An ended task is queued again for a follow-up: its next attempt resumes the same
-    Claude session (`--resume`) in the same worktree and branch, with `prompt` as the message."""
-
-    task_id: str
-    prompt: str
-    session_id: str | None = None
-    after_attempt: int = 0  # the attempt the follow-up continues
-    restore: dict[str, Any] | None = None  # as TaskQueued.restore
-
-
-# -- permission denials --------------------------------------------------------------------
-
-
-class TaskPermissionDenied(Event, tag="task.permission_denied", frozen=True, kw_only=True):
-    """Claude Code refused one tool call of an attempt (its result line's `permission_denials`).
-
-    `summary` is the redacted, shortened command, path or URL of the call (never a file's
-    content)."""
-
-    task_id: str
-    attempt: int
-    tool: str
-    tool_use_id: str = ""
-    summary: str = ""
-
-
-# -- approvals (appended by an agent's approval server and by `forge approve|deny`) --------
-
-
-class ApprovalRequested(Event, tag="approval.requested", frozen=True, kw_only=True):
-    """A tool call the task's policy neither allows nor denies waits for a person's answer.
-
-    `summary` is the redacted command, path or URL (never a whole file); `match` is the digest an
-    `--always` rule made from it would match (`events.approvals.match_key`). Unanswered, it is
-    denied at `expires_at` (= `at` + `timeout`), so no reader needs a clock to judge it."""
-
-    approval_id: str
-    task_id: str
-    attempt: int
-    tool: str
-    summary: str = ""
-    match: str = ""
-    timeout: float = 0.0
-    expires_at: Timestamp = 0.0
-
-
-class ApprovalAnswered(Event, tag="approval.answered", frozen=True, kw_only=True):
-    """The answer to an approval request; the first answer in the log wins.
-
-    `always` (with `allowed`) also allows the same tool and input for the rest of the task;
-    `by` says who answered: `cli` (a person), `timeout` or `unavailable` (the log could not be
-    reached)."""
-
-    approval_id: str
-    task_id: str
-    allowed: bool
-    always: bool = False
-    by: str = "cli"
-    reason: str = ""
 
 
 AnyEvent = (

@@ -1,0 +1,54 @@
+"""What every event stands on: the `Event` base class, the time and priority types, and the
+definition of a task (what to run, as submitted). The catalogue of events is `events.types`,
+which re-exports all of these."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import msgspec
+
+__all__ = ["MAX_TIMESTAMP", "Event", "Priority", "TaskDefinition", "Timestamp"]
+
+Priority = Annotated[int, msgspec.Meta(ge=1, le=5)]
+"""1 is the highest priority, 5 the lowest."""
+
+MAX_TIMESTAMP = 32_503_680_000.0  # 3000-01-01T00:00:00Z
+Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TIMESTAMP)]
+"""A wall-clock time in seconds since the epoch. Decoding refuses NaN, infinities and times
+before 1970 or after the year 3000, so an entry carrying one is quarantined like any other
+undecodable entry: every reader skips it alike and replay stays deterministic."""
+
+
+class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What to run: the immutable part of a task, as submitted."""
+
+    runtime: str = "shell"
+    command: list[str] | None = None
+    prompt: str | None = None
+    priority: Priority = 3
+    tags: list[str] = []
+    after: list[str] = []  # ids of tasks that must complete first
+    max_attempts: int = 3
+    timeout: float | None = None
+    budget_usd: float | None = None
+    model: str | None = None
+    repo: str | None = None
+    cwd: str | None = None
+    env: dict[str, str] = {}
+    idempotency_key: str | None = None
+    name: str | None = None
+    retry_on_exit: bool = False  # a failing exit code is retried like a crash (up to max_attempts)
+    # claude runtime: the effective permission policy, recorded at submit (never read from the
+    # settings later, so a replay or a retry runs under the policy the task was submitted with)
+    permission_mode: str | None = None  # None: a log from before policies (the daemon's default)
+    allowed_tools: list[str] = []
+    disallowed_tools: list[str] = []
+    add_dirs: list[str] = []
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
+    """Base of every event. `at` is the writer's wall-clock time in seconds."""
+
+    schema: ClassVar[int] = 1
+    at: Timestamp
