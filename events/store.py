@@ -10,7 +10,7 @@ send back what others appended since the writer's position, so that it need not 
 
 Reading: `read_range`/`read_from` return decoded entries; `pages` is the fast path replay uses
 (one msgpack document per page, decoded in one call); `tail` blocks on `XREAD`. An entry that
-cannot be decoded is recorded in the quarantine hash and skipped.
+cannot be decoded is recorded in the quarantine hash (`events.quarantine`) and skipped.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import redis
 from redis.commands.core import Script
 
 from events.append_script import Records, group_args
-from events.codec import DATA_FIELD, decode_entry
+from events.codec import decode_entry
 from events.errors import StoreError, StoreUnavailable, TaskConflict, UndecodableEvent
 from events.keys import Keys
+from events.quarantine import KEEP_BYTES, Quarantined, quarantine_record, read_records
 from events.state import FleetState
 from events.types import AnyEvent, Event, TaskAssigned
 
@@ -45,8 +46,6 @@ __all__ = [
 
 DEFAULT_PAGE = 10_000
 DEFAULT_GAP = 1000  # entries of others an append sends back at most (else the writer reads)
-KEEP_BYTES = 64 * 1024  # of a quarantined entry's fields, names and values together
-_MAX_REASON = 300
 _PAGE_DECODER = msgspec.msgpack.Decoder(list[tuple[str, int, AnyEvent]])
 _ENCODER = msgspec.msgpack.Encoder()
 
@@ -82,20 +81,6 @@ class Appended(NamedTuple):
     results: list[list[str] | TaskConflict]
 
 
-class Quarantined(msgspec.Struct, frozen=True, kw_only=True):
-    """A log entry that could not be decoded: skipped by every reader, kept for inspection.
-
-    The entry's fields are kept as raw bytes, at most `KEEP_BYTES` of them in all (`truncated`
-    says when more were cut); those whose name is not UTF-8 are kept in `foreign_fields`."""
-
-    stream_id: str
-    size: int  # bytes of the entry's data field (0 if it had none)
-    reason: str
-    fields: dict[str, bytes] = {}
-    foreign_fields: list[tuple[bytes, bytes]] = []
-    truncated: bool = False
-
-
 @contextlib.contextmanager
 def redis_errors(action: str) -> Iterator[None]:
     """Translate redis-py errors into the store's errors."""
@@ -118,45 +103,6 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _text_lossy(value: bytes | str) -> str:
-    """Text of bytes that may not be UTF-8 (undecodable bytes shown as `\\xNN`)."""
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
-
-
-def _id_order(stream_id: str) -> tuple[int, int]:
-    """The sort key of a stream id (anything else sorts first)."""
-    ms, _, seq = stream_id.partition("-")
-    return (int(ms), int(seq or 0)) if ms.isdigit() and (not seq or seq.isdigit()) else (-1, -1)
-
-
-def _quarantine_record(stream_id: str, fields: Mapping[bytes, bytes], reason: str) -> Quarantined:
-    """The quarantine record of an entry: its raw fields, at most KEEP_BYTES of them."""
-    named: dict[str, bytes] = {}
-    foreign: list[tuple[bytes, bytes]] = []
-    budget = KEEP_BYTES
-    truncated = False
-    for raw_name, raw_value in fields.items():
-        name = bytes(raw_name)[:budget]
-        value = bytes(raw_value)[: budget - len(name)]
-        truncated = truncated or len(name) < len(raw_name) or len(value) < len(raw_value)
-        budget -= len(name) + len(value)
-        try:
-            named[name.decode()] = value
-        except UnicodeDecodeError:
-            foreign.append((name, value))
-        if budget <= 0:
-            truncated = truncated or len(named) + len(foreign) < len(fields)
-            break
-    return Quarantined(
-        stream_id=stream_id,
-        size=len(fields.get(DATA_FIELD, b"")),
-        reason=reason[:_MAX_REASON],
-        fields=named,
-        foreign_fields=foreign,
-        truncated=truncated,
-    )
 
 
 class EventStore:
@@ -446,7 +392,7 @@ class EventStore:
     def _quarantine(
         self, stream_id: str, fields: Mapping[bytes, bytes], reason: str
     ) -> Quarantined:
-        record = _quarantine_record(stream_id, fields, reason)
+        record = quarantine_record(stream_id, fields, reason)
         with redis_errors("quarantine"):
             self.client.hset(self.keys.quarantine, stream_id, _ENCODER.encode(record))
         return record
@@ -456,14 +402,7 @@ class EventStore:
         listed with that as its reason)."""
         with redis_errors("read quarantine"):
             raw: Any = self.client.hgetall(self.keys.quarantine)
-        records = []
-        for key, value in raw.items():
-            sid = _text_lossy(key)
-            try:
-                records.append(msgspec.msgpack.decode(value, type=Quarantined))
-            except (msgspec.MsgspecError, RecursionError):
-                records.append(Quarantined(stream_id=sid, size=0, reason="unreadable record"))
-        return sorted(records, key=lambda r: _id_order(r.stream_id))
+        return read_records(raw)
 
     # -- trimming ----------------------------------------------------------------------
 
