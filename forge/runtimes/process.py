@@ -1,14 +1,13 @@
 """Detached processes under the shim: start, follow, probe, signal, adopt.
 
-Every runtime runs an attempt the same way: `ProcessRun.start` launches the shim (the C one,
-`forge/runtimes/shim.c`, when it builds, else `forge/runtimes/shim.py`: see
-`forge.runtimes.native_shim`) in a new session with `posix_spawn`, hands it the command's exact
-environment over a pipe, and returns a `RunHandle`. The shim's (PID, process create_time) pair
-names the attempt; every probe and signal checks both, so a reused PID is never taken for it.
-An attempt's processes die with it or are adopted, never both: when the shim vanishes without a
-status (`kill -9`), what is left of its tree is killed (`tree.kill_remnants`) before the run
-reports its outcome, before `adopt` reports it gone, and by `terminate` of a run whose shim is
-gone, so that a retry never runs beside the old attempt.
+Every runtime runs an attempt the same way: `ProcessRun.start` launches the shim
+(`forge.runtimes.shim_launch`: the C one when it builds, else the Python one) in a new session,
+hands it the command's exact environment over a pipe, and returns a `RunHandle`. The shim's
+(PID, process create_time) pair names the attempt; every probe and signal checks both, so a
+reused PID is never taken for it. An attempt's processes die with it or are adopted, never
+both: when the shim vanishes without a status (`kill -9`), what is left of its tree is killed
+(`tree.kill_remnants`) before the run reports its outcome, before `adopt` reports it gone, and
+by `terminate` of a run whose shim is gone, so that a retry never runs beside the old attempt.
 
 One reader thread per run follows the log file (no inotify: an empty read sleeps 1 ms, doubling
 up to 50 ms), redacts each line, turns it into notices with the `line_handler` hook and hands
@@ -24,7 +23,6 @@ care remember how far they got or filter duplicates.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import signal
@@ -38,8 +36,6 @@ import psutil
 from actors.runtime import FailureClass, Health, Notice, Outcome, ResourceUsage
 from events.redact import redact
 from forge.log import get_logger
-from forge.private_files import private_directory
-from forge.runtimes import native_shim
 from forge.runtimes.logfile import (
     MAX_DELAY,
     MIN_DELAY,
@@ -58,7 +54,7 @@ from forge.runtimes.outcome import (
     redact_notice,
     secret_env_names,
 )
-from forge.runtimes.spawn import spawn_detached
+from forge.runtimes.shim_launch import find_shim, launch
 from forge.runtimes.tree import CpuProbe, kill_remnants, signal_tree, tree_usage, verified
 
 __all__ = [
@@ -73,8 +69,6 @@ __all__ = [
 
 Sink = Callable[[Notice], None]
 
-SHIM_PATH = str(native_shim.PYTHON_SHIM)
-shim_command = native_shim.shim_command  # the argv prefix of the shim (tests pick one here)
 _LIVENESS_INTERVAL = 0.25  # seconds between checks that a quiet shim still exists
 _REAP_TIMEOUT = 5.0  # a shim exits right after writing its status
 
@@ -146,42 +140,15 @@ class ProcessRun:
         A command that cannot be started (missing binary, bad cwd) is not an error here: the
         run ends at once with a "spawn" outcome.
         """
-        log_path = os.path.abspath(log_path)
-        status_path = status_path_for(log_path)
-        private_directory(os.path.dirname(log_path))  # 0700: attempt logs may hold anything
-        record_path = record_path_for(log_path)
-        for stale in (status_path, record_path):  # a stale status would end the new run at once
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(stale)
-        shim_args = ["--status", status_path, "--record", record_path]
-        shim_args += ["--log", log_path, "--cwd", os.path.abspath(cwd or os.getcwd())]
-        shim_args += ["--grace", repr(grace), "--env-stdin"]
-        if timeout is not None:
-            shim_args += ["--timeout", repr(timeout)]
-        for name in mask_env:
-            shim_args += ["--mask-env", name]
-        shim_args += ["--", *argv]
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        offset = os.fstat(log_fd).st_size
-        env_read, env_write = os.pipe()
-        try:
-            pid = _spawn_shim(shim_args, env_read, log_fd)
-        except BaseException:
-            os.close(env_write)
-            raise
-        finally:
-            os.close(env_read)
-            os.close(log_fd)
-        try:
-            _write_all(env_write, json.dumps(dict(env)).encode())
-        except BrokenPipeError:
-            pass  # the shim died at start-up; the run reports it as vanished
-        finally:
-            os.close(env_write)
-        try:
-            create_time = psutil.Process(pid).create_time()  # our child: not reaped yet
-        except psutil.Error:
-            create_time = time.time()
+        pid, create_time, log_path, offset = launch(
+            argv,
+            log_path=log_path,
+            env=env,
+            cwd=cwd,
+            timeout=timeout,
+            grace=grace,
+            mask_env=mask_env,
+        )
         return cls(
             pid,
             create_time,
@@ -422,55 +389,7 @@ class ProcessRun:
         self._is_child = False
 
 
-def _spawn_shim(shim_args: list[str], env_read: int, log_fd: int) -> int:
-    """Start the shim in a session of its own; the Python shim if the C one cannot start.
-
-    The shim needs no environment of its own: the command's comes over the pipe on its stdin.
-    Its stderr is the log, for its own errors if any."""
-    shim = shim_command()
-    try:
-        return spawn_detached(shim[0], [*shim, *shim_args], env_read, log_fd)
-    except OSError as e:
-        if shim == native_shim.python_command():
-            raise
-        shim = native_shim.shim_fallback(f"{shim[0]} cannot start: {e}")
-    return spawn_detached(shim[0], [*shim, *shim_args], env_read, log_fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _is_shim(cmdline: list[str]) -> bool:
-    """Whether a command line is a shim's: the Python shim, or any version of the C one."""
-    if SHIM_PATH in cmdline:
-        return True
-    return bool(cmdline) and os.path.basename(cmdline[0]).startswith(native_shim.NATIVE_PREFIX)
-
-
 def _kill_remnants(pid: int, create_time: float, log_path: str) -> None:
     killed = kill_remnants(pid, create_time, record_path_for(log_path))
     if killed:
         _log.warning("runtime.remnants_killed", pid=pid, log=log_path, processes=killed)
-
-
-def find_shim(log_path: str) -> tuple[int, float] | None:
-    """The (pid, create time) of a live shim writing `log_path`, found by its command line.
-
-    A daemon that died between starting an attempt and recording its start leaves a shim that
-    nothing in the log names; the next daemon finds it here (or its status file, if it has
-    ended since) and adopts it instead of running the attempt a second time."""
-    target = os.path.abspath(log_path)
-    status = read_status(status_path_for(target))
-    if status is not None and status.pid:  # it ended while nobody watched: adopt the record
-        return status.pid, 0.0
-    for proc in psutil.process_iter(["cmdline", "create_time"]):
-        cmdline = proc.info.get("cmdline") or []
-        if not _is_shim(cmdline) or "--log" not in cmdline:
-            continue
-        at = cmdline.index("--log")
-        if at + 1 < len(cmdline) and cmdline[at + 1] == target:
-            return proc.pid, float(proc.info["create_time"])
-    return None

@@ -14,7 +14,7 @@ import pytest
 
 from actors.runtime import Notice, OutputLine, RunHandle, TaskSpec
 from events.redact import forget_secrets
-from forge.runtimes import ProcessRun, ShellRuntime, native_shim, process
+from forge.runtimes import ProcessRun, ShellRuntime, native_shim, shim_launch
 
 BASE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 WAIT = 10.0  # seconds: generous upper bound for anything the tests wait for
@@ -127,5 +127,5 @@ def shim(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> lis
         command = native_shim.python_command()
     else:
         command = request.getfixturevalue("c_shim")
-    monkeypatch.setattr(process, "shim_command", lambda: list(command))
+    monkeypatch.setattr(shim_launch, "shim_command", lambda: list(command))
     return list(command)

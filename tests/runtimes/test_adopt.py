@@ -26,9 +26,9 @@ DAEMON = textwrap.dedent(
     """
     import json, sys, threading
     from actors.runtime import TaskSpec
-    from forge.runtimes import ShellRuntime, process
+    from forge.runtimes import ShellRuntime, shim_launch
 
-    process.shim_command = lambda: json.loads(sys.argv[2])
+    shim_launch.shim_command = lambda: json.loads(sys.argv[2])
 
     seen = threading.Event()
     spec = TaskSpec(**json.loads(sys.argv[1]))

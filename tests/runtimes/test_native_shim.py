@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from forge.runtimes import native_shim, process
+from forge.runtimes import native_shim, shim_launch
 from forge.runtimes.native_shim import NativeShimUnavailable, ShimChoice
 from tests.runtimes.conftest import WAIT, Harness
 
@@ -66,7 +66,7 @@ def test_a_c_shim_that_cannot_start_falls_back_to_the_python_shim(
 ) -> None:
     missing = tmp_path / f"{native_shim.NATIVE_PREFIX}gone"
     choice = ShimChoice(lambda: tmp_path, compiler="forge-no-such-cc")
-    monkeypatch.setattr(process, "shim_command", lambda: [str(missing)])
+    monkeypatch.setattr(shim_launch, "shim_command", lambda: [str(missing)])
     monkeypatch.setattr(native_shim, "shim_fallback", choice.fallback)
     with structlog.testing.capture_logs() as logs:
         outcome = harness.run(harness.spec("sh", "-c", "echo fine")).wait(WAIT)
