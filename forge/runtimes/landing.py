@@ -9,14 +9,13 @@ fast-forward of its checkout if it is checked out somewhere, else by a checked `
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 from forge.runtimes.workspace import (
     Workspace,
     WorkspaceError,
     git,
+    git_run,
     identity_options,
     remove_branch,
 )
@@ -45,21 +44,8 @@ class Merged:
     how: str  # fast-forward | merge commit | squashed
 
 
-def _run(repo: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            ["git", "-C", str(repo), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except OSError as e:
-        raise WorkspaceError(f"cannot run git: {e}") from e
-
-
 def _is_ancestor(repo: str, older: str, newer: str) -> bool:
-    return _run(repo, "merge-base", "--is-ancestor", older, newer).returncode == 0
+    return git_run(repo, "merge-base", "--is-ancestor", older, newer).returncode == 0
 
 
 def diff(workspace: Workspace, *, stat: bool = False, color: bool = False) -> str:
@@ -99,7 +85,7 @@ def merge(workspace: Workspace, into: str, *, squash: bool, message: str) -> Mer
     checkout has uncommitted changes to tracked files or cannot be fast-forwarded.
     """
     repo, ref = workspace.repo, f"refs/heads/{into}"
-    if _run(repo, "rev-parse", "--verify", "--quiet", ref).returncode != 0:
+    if git_run(repo, "rev-parse", "--verify", "--quiet", ref).returncode != 0:
         raise WorkspaceError(f"no branch {into!r} in {repo}")
     target = git(repo, "rev-parse", ref)
     head = git(repo, "rev-parse", f"refs/heads/{workspace.branch}")
@@ -117,7 +103,7 @@ def merge(workspace: Workspace, into: str, *, squash: bool, message: str) -> Mer
     if not squash and _is_ancestor(repo, target, head):
         commit, how = head, "fast-forward"
     else:
-        done = _run(
+        done = git_run(
             repo, "merge-tree", "--write-tree", "--name-only", "--no-messages", target, head
         )
         lines = done.stdout.splitlines()
@@ -131,7 +117,7 @@ def merge(workspace: Workspace, into: str, *, squash: bool, message: str) -> Mer
         commit = git(repo, *identity_options(repo), "commit-tree", tree, *parents, "-m", message)
         how = "squashed" if squash else "merge commit"
     if checkout is not None:
-        moved = _run(checkout, "merge", "--ff-only", "-q", commit)
+        moved = git_run(checkout, "merge", "--ff-only", "-q", commit)
         if moved.returncode != 0:
             detail = " ".join(moved.stderr.split())
             raise WorkspaceError(f"cannot update {into} in {checkout}: {detail}")
@@ -145,7 +131,7 @@ def discard(workspace: Workspace) -> str:
     returns the commit the branch pointed to ("" if it had none)."""
     repo = workspace.repo
     head = ""
-    found = _run(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{workspace.branch}")
+    found = git_run(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{workspace.branch}")
     if found.returncode == 0:
         head = found.stdout.strip()
     checkout = worktree_of(repo, workspace.branch)

@@ -38,6 +38,7 @@ __all__ = [
     "dirty_files",
     "find_worktree",
     "git",
+    "git_run",
     "has_commits",
     "identity_options",
     "is_dirty",
@@ -72,9 +73,10 @@ class Workspace:
     onto: str = ""
 
 
-def _git(repo: str | Path, *args: str) -> str:
+def git_run(repo: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run git in `repo` whatever it answers (WorkspaceError only if git cannot be run)."""
     try:
-        done = subprocess.run(
+        return subprocess.run(
             ["git", "-C", str(repo), *args],
             capture_output=True,
             text=True,
@@ -83,6 +85,10 @@ def _git(repo: str | Path, *args: str) -> str:
         )
     except OSError as e:
         raise WorkspaceError(f"cannot run git: {e}") from e
+
+
+def _git(repo: str | Path, *args: str) -> str:
+    done = git_run(repo, *args)
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise WorkspaceError(f"git {args[0]} failed in {repo}: {detail[-1] if detail else '?'}")

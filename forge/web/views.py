@@ -12,27 +12,16 @@ from typing import Any
 from events.redact import redact
 from events.state import FleetState, TaskState, to_builtins
 from events.store import LogEntry
+from events.transitions import TASK_STATES
 from forge.cli.approvals_cmd import waiting_approvals
 from forge.cli.events_cmd import render_replay_summary, replay_summary
 from forge.cli.eventview import details, tag_of
 from forge.cli.render import describe
 
-__all__ = ["TASK_STATES", "fleet_view", "moment_view", "task_detail", "task_rows"]
+__all__ = ["fleet_view", "moment_view", "task_detail", "task_rows"]
 
 QUEUE_SHOWN = 50  # tasks listed per priority; the count says how many wait
 TASKS_SHOWN = 500  # rows of the task list; the count says how many matched
-
-TASK_STATES = (
-    "pending",
-    "queued",
-    "assigned",
-    "running",
-    "retry_wait",
-    "completed",
-    "failed",
-    "dead_lettered",
-    "cancelled",
-)
 
 
 def _started_at(task: TaskState) -> float | None:
