@@ -123,7 +123,7 @@ class Run:
     def processes(self) -> dict[str, list[psutil.Process]]:
         """This run's live shims and commands (`sh` of a task, and what it started)."""
         found: dict[str, list[psutil.Process]] = {"shim": [], "command": []}
-        for proc in psutil.process_iter(["cmdline", "status"]):
+        for proc in psutil.process_iter(["cmdline", "status", "name"]):
             with contextlib.suppress(psutil.Error):
                 if proc.info["status"] == psutil.STATUS_ZOMBIE:
                     continue
@@ -257,7 +257,7 @@ def phase_faults(run: Run, tasks: int) -> tuple[dict[str, int], float, bool]:
             procs = run.processes()
             kind = run.rng.choice(["commands", "shims"])
             pool = procs["command" if kind == "commands" else "shim"]
-            pool = [p for p in pool if kind == "shims" or p.name() == "sh"]
+            pool = [p for p in pool if kind == "shims" or p.info["name"] == "sh"]
             if pool:
                 with contextlib.suppress(psutil.Error):
                     run.rng.choice(pool).kill()
