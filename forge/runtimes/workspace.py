@@ -14,10 +14,13 @@ with uncommitted changes is never removed unless forced.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import os
 import re
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -388,9 +391,24 @@ class GitWorkspaces:
         digest = hashlib.sha256(str(top).encode()).hexdigest()[:8]
         return self.root / f"{_UNSAFE.sub('-', top.name) or 'repo'}-{digest}"
 
-    def prepare(self, task_id: str, repo: str) -> tuple[str, str]:
+    @contextlib.contextmanager
+    def _serialized(self, repo: str) -> Iterator[Path]:
+        """One worktree operation at a time per repository, across threads and processes:
+        git reads `.git/worktrees/*` while another `git worktree add` is still writing it
+        ("failed to read .git/worktrees/X/commondir")."""
+        root = self._root_for(repo)
         private_subdirectory(self.root)
-        workspace = prepare_worktree(repo, task_id, self._root_for(repo))
+        private_subdirectory(root)
+        fd = os.open(root / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield root
+        finally:
+            os.close(fd)  # releases the lock
+
+    def prepare(self, task_id: str, repo: str) -> tuple[str, str]:
+        with self._serialized(repo) as root:
+            workspace = prepare_worktree(repo, task_id, root)
         return workspace.path, workspace.branch
 
     def root_for(self, repo: str) -> Path:
@@ -402,10 +420,11 @@ class GitWorkspaces:
         return find_worktree(repo, task_id, self._root_for(repo))
 
     def release(self, task_id: str, repo: str, *, succeeded: bool, attempt: int = 0) -> None:
-        workspace = find_worktree(repo, task_id, self._root_for(repo))
-        if workspace is None or not Path(workspace.path).is_dir():
-            return
-        if succeeded:
-            which = f" attempt {attempt}" if attempt else ""
-            commit_leftovers(workspace, f"forge: uncommitted changes of task {task_id}{which}")
-        release_worktree(workspace, succeeded=succeeded, retention=self.retention)
+        with self._serialized(repo) as root:
+            workspace = find_worktree(repo, task_id, root)
+            if workspace is None or not Path(workspace.path).is_dir():
+                return
+            if succeeded:
+                which = f" attempt {attempt}" if attempt else ""
+                commit_leftovers(workspace, f"forge: uncommitted changes of task {task_id}{which}")
+            release_worktree(workspace, succeeded=succeeded, retention=self.retention)
