@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-__all__ = ["MAX_TIMESTAMP", "Event", "Priority", "TaskDefinition", "Timestamp"]
+__all__ = ["MAX_TIMESTAMP", "Event", "Limits", "Priority", "TaskDefinition", "Timestamp"]
 
 Priority = Annotated[int, msgspec.Meta(ge=1, le=5)]
 """1 is the highest priority, 5 the lowest."""
@@ -18,6 +18,14 @@ Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TIMESTAMP)]
 """A wall-clock time in seconds since the epoch. Decoding refuses NaN, infinities and times
 before 1970 or after the year 3000, so an entry carrying one is quarantined like any other
 undecodable entry: every reader skips it alike and replay stays deterministic."""
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What one attempt of a task may use, enforced by the kernel (None: no limit)."""
+
+    memory_mb: int | None = None  # resident memory of the attempt's processes, in MiB
+    cpus: float | None = None  # CPU share, in cores (0.5: half of one core)
+    pids: int | None = None  # processes and threads alive at once
 
 
 class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -45,6 +53,13 @@ class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     allowed_tools: list[str] = []
     disallowed_tools: list[str] = []
     add_dirs: list[str] = []
+    # isolation, recorded at submit like the permission policy (the settings' defaults applied
+    # then): the sandbox around a process runtime, its network, the kernel-enforced limits, and
+    # the image of the container runtime
+    sandbox: bool = False
+    network: str | None = None  # "on", "off" or "api" (only the model API); None: "on"
+    limits: Limits | None = None
+    image: str | None = None
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from events.event_base import MAX_TIMESTAMP, Event, Priority, TaskDefinition, Timestamp
+from events.event_base import MAX_TIMESTAMP, Event, Limits, Priority, TaskDefinition, Timestamp
 from events.review_events import (
     ApprovalAnswered,
     ApprovalRequested,
@@ -56,6 +56,7 @@ __all__ = [
     "DaemonStopRequested",
     "DaemonStopped",
     "Event",
+    "Limits",
     "NodeLeaseLost",
     "NodeLeaseTaken",
     "Priority",
