@@ -134,6 +134,9 @@ def build_spec(task: TaskState, attempt: int, config: OrchestratorConfig) -> Tas
         resume=resume,
         repo=definition.repo,
         submitted_at=task.submitted_at,
+        limits=definition.limits,
+        network=definition.network,
+        image=definition.image,
         approval_rules=list(task.approval_rules),
         **_permissions(definition, config),
     )

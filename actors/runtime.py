@@ -19,6 +19,7 @@ from typing import Literal, Protocol, runtime_checkable
 import msgspec
 
 from events.approvals import ApprovalRule
+from events.event_base import Limits
 
 __all__ = [
     "FailureClass",
@@ -92,6 +93,11 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     repo: str | None = None  # run in this task's own git worktree of this repository
     # when the task was submitted: an attempt's files older than that belong to someone else
     submitted_at: float | None = None
+    # isolation, as recorded at submit: the kernel-enforced limits of the attempt, its network
+    # ("on", "off", "api"; None: "on") and the image of the container runtime
+    limits: Limits | None = None
+    network: str | None = None
+    image: str | None = None
 
 
 @runtime_checkable
