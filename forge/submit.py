@@ -31,6 +31,7 @@ from events.types import TaskDefinition, TaskSubmitted
 from forge.errors import InvalidTask
 from forge.permissions import resolve_policy
 from forge.runtimes import available_runtimes
+from forge.runtimes.container_engine import submitted_image
 from forge.runtimes.workspace import is_git_repository
 from forge.settings import Settings
 
@@ -95,6 +96,7 @@ class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     disallowed_tools: list[str] | None = None
     add_dirs: list[str] | None = None
     locked: bool | None = None
+    image: str | None = None  # container runtime: None, the settings' [container] image
 
 
 class TasksFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -223,7 +225,16 @@ def check_text(request: TaskRequest, where: str = "") -> None:
             total += _text(arg, f"{where}an argument of the command", MAX_ARG_BYTES)
             if total > MAX_PROMPT_BYTES:
                 raise InvalidTask(f"{where}command is over 256 KiB in all; the limit is 256 KiB")
-    for field in ("name", "runtime", "model", "repo", "cwd", "idempotency_key", "permission_mode"):
+    for field in (
+        "name",
+        "runtime",
+        "model",
+        "repo",
+        "cwd",
+        "idempotency_key",
+        "permission_mode",
+        "image",
+    ):
         value = getattr(request, field)
         if value is not None:
             _text(value, f"{where}{field}", MAX_FIELD_BYTES)
@@ -295,6 +306,7 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
         raise InvalidTask(f"{where}the shell runtime needs a command (--command)")
     if runtime == "claude" and prompt is None:
         raise InvalidTask(f"{where}the claude runtime needs a prompt")
+    image = submitted_image(runtime, command, request.image, settings.container, where)
     priority = 3 if request.priority is None else request.priority
     if not 1 <= priority <= 5:
         raise InvalidTask(f"{where}priority {priority} is not in 1-5 (1 is the highest)")
@@ -352,6 +364,7 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
         allowed_tools=policy.allowed_tools,
         disallowed_tools=policy.disallowed_tools,
         add_dirs=policy.add_dirs,
+        image=image,
     )
 
 
