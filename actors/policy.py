@@ -137,6 +137,7 @@ def build_spec(task: TaskState, attempt: int, config: OrchestratorConfig) -> Tas
         limits=definition.limits,
         network=definition.network,
         image=definition.image,
+        sandbox=definition.sandbox,
         approval_rules=list(task.approval_rules),
         **_permissions(definition, config),
     )

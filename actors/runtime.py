@@ -54,6 +54,7 @@ FailureClass = Literal[
     "max_budget",  # the agent hit its USD budget: permanent (recorded as such)
     "spawn",  # the process could not be started (missing binary, bad cwd): permanent
     "permission_denied",  # claude: a tool call was refused, the work is not done: permanent
+    "oom",  # the kernel killed it over its memory limit (--memory): permanent, the limit stands
 ]
 
 _TRANSIENT: frozenset[str] = frozenset(
@@ -98,6 +99,7 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     limits: Limits | None = None
     network: str | None = None
     image: str | None = None
+    sandbox: bool = False  # process runtimes: run the command in bubblewrap (runtimes.sandbox)
 
 
 @runtime_checkable

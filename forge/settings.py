@@ -23,7 +23,7 @@ __all__ = [
     "PERMISSION_MODES",
     "BreakerSettings",
     "ClaudeSettings",
-    "ContainerSettings",
+    "IsolationSettings",
     "LoggingSettings",
     "MetricsSettings",
     "OrchestratorSettings",
@@ -42,6 +42,8 @@ __all__ = [
 MAX_SECONDS = 30 * 24 * 3600.0  # a month: longer waits overflow the clocks they reach
 MAX_CONFIG_BYTES = 1024 * 1024  # a longer settings file (or /dev/zero) is refused unread
 
+MEMORY_PATTERN = r"^\s*\d{1,12}(\.\d{1,6})?\s*[kKmMgGtT]?(i?[bB])?\s*$"
+"""A memory size as typed: 512M, 2G, 1.5g, 512MiB; a bare number is MiB (forge.isolation)."""
 NAMESPACE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 """What a log namespace may be: it becomes part of every Redis key."""
 
@@ -119,6 +121,15 @@ class ClaudeSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=
     sandbox: bool = False  # this machine is disposable: bypassPermissions may run as root
 
 
+class IsolationSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    # defaults of the isolation of shell and claude tasks (docs/isolation.md), recorded at submit
+    sandbox: bool = False
+    network: Literal["on", "off", "api"] = "on"
+    memory: Annotated[str, msgspec.Meta(pattern=MEMORY_PATTERN)] | None = None  # "512M", "2G"
+    cpus: Annotated[float, msgspec.Meta(gt=0, le=1024)] | None = None
+    pids: Annotated[int, msgspec.Meta(ge=1, le=4_194_304)] | None = None
+
+
 class LoggingSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
@@ -127,12 +138,6 @@ class LoggingSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields
 class MetricsSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None  # None: no port opened
     host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "127.0.0.1"
-
-
-class ContainerSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    engine: Literal["auto", "podman", "docker"] = "auto"
-    image: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
-    run_args: list[str] = msgspec.field(default_factory=list)
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
@@ -144,8 +149,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     claude: ClaudeSettings = msgspec.field(default_factory=ClaudeSettings)
+    isolation: IsolationSettings = msgspec.field(default_factory=IsolationSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
-    container: ContainerSettings = msgspec.field(default_factory=ContainerSettings)
 
     @property
     def home_path(self) -> Path:
@@ -164,8 +169,8 @@ SECTIONS: dict[str, type[_Section]] = {
     "runtime": RuntimeSettings,
     "logging": LoggingSettings,
     "claude": ClaudeSettings,
+    "isolation": IsolationSettings,
     "metrics": MetricsSettings,
-    "container": ContainerSettings,
 }
 
 # Short names for the variables people type most; `FORGE_<SECTION>_<FIELD>` always works too.
@@ -208,15 +213,18 @@ FIELD_DOCS = {
     "claude.add_dirs": "Directories besides the task's worktree that tools may use.",
     "claude.sandbox": "This machine is a disposable sandbox: bypassPermissions tasks get "
     "IS_SANDBOX=1, which Claude Code needs to run them as root.",
+    "isolation.sandbox": "Run shell and claude tasks in the bubblewrap sandbox unless they say "
+    "--no-sandbox.",
+    "isolation.network": "Network of sandboxed tasks: on, off (loopback only) or api (the model "
+    "API; not filtered by host: the network stays on).",
+    "isolation.memory": "Memory limit of each attempt's process tree, e.g. 512M or 2G (unset: "
+    "none).",
+    "isolation.cpus": "CPU share of each attempt, in cores, e.g. 0.5 (unset: none).",
+    "isolation.pids": "Most processes and threads alive at once in an attempt (unset: none).",
     "metrics.port": "Serve /metrics, /healthz and /readyz from the daemon on this port "
     "(unset: no port is opened).",
     "metrics.host": "Address the metrics port is bound to (127.0.0.1: this machine only).",
     "logging.format": "auto (console on a TTY, JSON lines otherwise), console or json.",
-    "container.engine": "Engine of the container runtime: podman, docker, or auto (the first "
-    "of them installed).",
-    "container.image": "Image of container tasks that name none (never pulled: it must be on "
-    "the machine).",
-    "container.run_args": "Extra arguments of the engine's run command, before the image.",
 }
 
 

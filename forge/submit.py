@@ -29,9 +29,9 @@ from events.redact import is_secret_name, redact
 from events.store import EventStore, redis_errors
 from events.types import TaskDefinition, TaskSubmitted
 from forge.errors import InvalidTask
+from forge.isolation import resolve_isolation
 from forge.permissions import resolve_policy
 from forge.runtimes import available_runtimes
-from forge.runtimes.container_engine import submitted_image
 from forge.runtimes.workspace import is_git_repository
 from forge.settings import Settings
 
@@ -89,6 +89,12 @@ class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     env: dict[str, str] = {}
     idempotency_key: str | None = None
     retry_on_exit: bool | None = None  # None: not set (a [defaults] value applies)
+    # isolation (forge.isolation); None: not set (a [defaults] value, then [isolation] applies)
+    sandbox: bool | None = None
+    network: str | None = None
+    memory: str | int | None = None  # "512M", "2G"; a bare number is MiB
+    cpus: float | None = None
+    pids: int | None = None
     # claude permissions (forge.permissions); None: not set (a [defaults] value, then the
     # settings' [claude] default applies)
     permission_mode: str | None = None
@@ -96,7 +102,6 @@ class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     disallowed_tools: list[str] | None = None
     add_dirs: list[str] | None = None
     locked: bool | None = None
-    image: str | None = None  # container runtime: None, the settings' [container] image
 
 
 class TasksFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -233,7 +238,7 @@ def check_text(request: TaskRequest, where: str = "") -> None:
         "cwd",
         "idempotency_key",
         "permission_mode",
-        "image",
+        "network",
     ):
         value = getattr(request, field)
         if value is not None:
@@ -306,7 +311,6 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
         raise InvalidTask(f"{where}the shell runtime needs a command (--command)")
     if runtime == "claude" and prompt is None:
         raise InvalidTask(f"{where}the claude runtime needs a prompt")
-    image = submitted_image(runtime, command, request.image, settings.container, where)
     priority = 3 if request.priority is None else request.priority
     if not 1 <= priority <= 5:
         raise InvalidTask(f"{where}priority {priority} is not in 1-5 (1 is the highest)")
@@ -329,6 +333,16 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
         disallowed=request.disallowed_tools,
         add_dirs=add_dirs,
         locked=bool(request.locked),
+        settings=settings,
+        where=where,
+    )
+    isolation = resolve_isolation(
+        runtime=runtime,
+        sandbox=request.sandbox,
+        network=request.network,
+        memory=request.memory,
+        cpus=request.cpus,
+        pids=request.pids,
         settings=settings,
         where=where,
     )
@@ -364,7 +378,9 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
         allowed_tools=policy.allowed_tools,
         disallowed_tools=policy.disallowed_tools,
         add_dirs=policy.add_dirs,
-        image=image,
+        sandbox=isolation.sandbox,
+        network=isolation.network,
+        limits=isolation.limits,
     )
 
 

@@ -13,6 +13,7 @@ import click
 from events.store import EventStore
 from forge.batch import run_batch
 from forge.cli.app import App, echo_data, json_option, pass_app
+from forge.cli.isolation_opts import isolation_fields, isolation_options
 from forge.cli.permission_opts import permission_fields, permission_options
 from forge.cli.progress import Progress, summary, summary_data
 from forge.daemon import build_runtimes, node_id, orchestrator_config, workspaces
@@ -56,6 +57,7 @@ def _namespace(value: str | None) -> str | None:
     "--budget-usd", type=click.FloatRange(0), help="Spend limit of each --prompt task, in USD."
 )
 @permission_options
+@isolation_options
 @json_option
 @pass_app
 def run(
@@ -85,8 +87,9 @@ def run(
         raise click.UsageError(
             "--repo, --model, --budget-usd and the permission options apply to --prompt tasks"
         )
-    requests += [TaskRequest(prompt=p, runtime=runtime, **claude) for p in prompts]
-    requests += [TaskRequest(command=c, runtime=runtime) for c in commands]
+    isolation = isolation_fields(flags)  # for --prompt and --command tasks alike
+    requests += [TaskRequest(prompt=p, runtime=runtime, **claude, **isolation) for p in prompts]
+    requests += [TaskRequest(command=c, runtime=runtime, **isolation) for c in commands]
     if not requests:
         raise click.UsageError("give a tasks FILE, --prompt or --command")
     if app.overrides.get("logging.level") is None:  # the live display is the output

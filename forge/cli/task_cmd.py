@@ -16,6 +16,8 @@ from events.transitions import TASK_STATES
 from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.cli.approvals_cmd import approval_note
 from forge.cli.eventview import details, tag_of, task_history
+from forge.cli.isolation_opts import isolation_fields, isolation_options
+from forge.cli.isolation_view import isolation_lines
 from forge.cli.permission_opts import permission_fields, permission_options
 from forge.cli.permissions_view import denied_note, permission_lines
 from forge.cli.render import (
@@ -75,8 +77,7 @@ def _read_prompt(prompt: str | None) -> str | None:
 )
 @click.option("--priority", "-p", type=click.IntRange(1, 5), help="1 (highest) to 5; default 3.")
 @click.option(
-    "--runtime",
-    help="shell, claude, container or noop (default: shell with --command, else claude).",
+    "--runtime", help="shell, claude or noop (default: shell with --command, else claude)."
 )
 @click.option("--repo", help="Directory the task works in (its working directory).")
 @click.option("--after", multiple=True, help="Run only after this task id completed (repeatable).")
@@ -101,9 +102,6 @@ def _read_prompt(prompt: str | None) -> str | None:
     "what is left; when nothing is, the task fails max_budget.",
 )
 @click.option("--model", help="Model for the claude runtime.")
-@click.option(
-    "--image", help="Image of the container runtime (default: the settings' [container] image)."
-)
 @click.option("--name", help="A name shown instead of the command.")
 @click.option("--env", multiple=True, metavar="NAME=VALUE", help="Extra environment (repeatable).")
 @click.option("--idempotency-key", help="Submitting the same key again returns the same task.")
@@ -115,6 +113,7 @@ def _read_prompt(prompt: str | None) -> str | None:
     help="Submit every [[task]] of a TOML tasks file (see docs/cli.md).",
 )
 @permission_options
+@isolation_options
 @json_option
 @pass_app
 def submit_cmd(
@@ -151,12 +150,12 @@ def submit_cmd(
                 timeout=flags["timeout"],
                 budget_usd=flags["budget_usd"],
                 model=flags["model"],
-                image=flags["image"],
                 name=flags["name"],
                 env=_env_pairs(flags["env"]),
                 idempotency_key=flags["idempotency_key"],
                 retry_on_exit=flags["retry_on_exit"],
                 **permission_fields(flags),
+                **isolation_fields(flags),
             )
         ]
         planned = plan(app.store, requests, app.settings)
@@ -245,6 +244,7 @@ def _show(x: TaskState) -> str:
         if value:
             lines.append(f"{label}: {value}")
     lines += permission_lines(x)
+    lines += isolation_lines(d)
     if x.history:
         rows = [
             [

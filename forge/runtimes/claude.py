@@ -7,6 +7,10 @@ log, stopped after the task's timeout), with the command line and environment of
 attempt's end is classified from the `result` line, the exit status and what Forge asked for
 (a cancel or a timeout wins over what the agent printed).
 
+A task submitted with `--sandbox` or limits runs in bubblewrap and under its cgroup
+(`forge.runtimes.isolation`); a sandboxed attempt gets no approval server (it needs the daemon's
+log, which the sandbox hides), so the calls its rules leave open are refused, not asked.
+
 Secrets: the agent's credential variables are registered with `events.redact` and masked by the
 shim before its output reaches the log; every notice and outcome is redacted again on the way
 out; the command line is only ever shown through `display_argv`.
@@ -14,7 +18,7 @@ out; the command line is only ever shown through `display_argv`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +41,7 @@ from forge.runtimes.claude_command import (
 from forge.runtimes.claude_stream import ProgressThrottle, StreamParser
 from forge.runtimes.claude_usage import UsageThrottle
 from forge.runtimes.completed import CompletedRun
+from forge.runtimes.isolation import isolate, limited, reattach, watch
 from forge.runtimes.logfile import ExitStatus, iter_log_lines
 from forge.runtimes.process import ProcessRun, default_outcome, secret_env_names
 from forge.runtimes.tracking import ShimRuntime
@@ -72,8 +77,10 @@ class ClaudeRuntime(ShimRuntime):
         kill_grace: float = 5.0,
         approvals: ApprovalServer | None = None,
         usage_interval: float = 2.0,
+        hidden: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        self.hidden = list(hidden)  # what the sandbox of a sandboxed task hides (FORGE_HOME)
         if environ is None:
             from forge.settings import environment
 
@@ -99,6 +106,7 @@ class ClaudeRuntime(ShimRuntime):
             default_model=runtime.default_model,
             environ=environ,
             approvals=ApprovalServer.from_settings(settings),
+            hidden=[settings.home],
         )
 
     def resolve_binary(self, search_path: str | None = None) -> str:
@@ -138,9 +146,12 @@ class ClaudeRuntime(ShimRuntime):
             resume=resume,
             argv=display_argv(argv),
         )
+        limiter = None
         try:
+            isolated = isolate(spec, argv, env, self.hidden)
+            limiter = isolated.limiter
             run = ProcessRun.start(
-                argv,
+                isolated.argv,
                 log_path=spec.log_path,
                 sink=sink,
                 env=env,
@@ -149,14 +160,17 @@ class ClaudeRuntime(ShimRuntime):
                 grace=self.kill_grace,
                 mask_env=secrets,
                 line_handler=handler,
-                outcome_builder=builder,
+                outcome_builder=limited(limiter, builder),
             )
-        except OSError as e:  # the shim could not start, or the log is not writable
+        except OSError as e:  # the shim, sandbox or cgroup could not start; an unwritable log
+            if limiter is not None:
+                limiter.remove()
             return CompletedRun(
                 Outcome(
                     ok=False, failure="spawn", reason=f"cannot start: {e}", session_id=session_id
                 )
             )
+        watch(run, limiter)
         self._track(run)
         return run
 
@@ -164,8 +178,8 @@ class ClaudeRuntime(ShimRuntime):
         """The `--mcp-config` file of this attempt's approval server (written beside its log),
         or None when nothing is to be asked: no approvals configured, or a mode that asks nobody
         (bypassPermissions allows every call, dontAsk refuses what the rules leave open)."""
-        if self.approvals is None or spec.permission_mode in _NEVER_ASKS:
-            return None
+        if self.approvals is None or spec.permission_mode in _NEVER_ASKS or spec.sandbox:
+            return None  # a sandbox hides the log the approval server needs: refused, not asked
         path = Path(spec.log_path).with_suffix(".mcp.json")
         return self.approvals.write_config(path, spec.task_id, spec.attempt, spec.approval_rules)
 
@@ -177,11 +191,20 @@ class ClaudeRuntime(ShimRuntime):
         An attempt whose shim is gone without a status is reported `lost` with what its log
         says it spent (the daemon may have died before recording it)."""
         handler, builder = self._hooks(spec.session_id, sink)
+        limiter = reattach(spec)
         run = ProcessRun.adopt(
-            pid, create_time, spec.log_path, sink, line_handler=handler, outcome_builder=builder
+            pid,
+            create_time,
+            spec.log_path,
+            sink,
+            line_handler=handler,
+            outcome_builder=limited(limiter, builder),
         )
         if run is None:
+            if limiter is not None:
+                limiter.remove()  # gone: nothing of it may run beside a retry
             return self._lost(spec)
+        watch(run, limiter)
         self._track(run)
         return run
 
