@@ -62,6 +62,7 @@ class Dispatcher:
         one of `busy`; no task of `skipped`)."""
         spending = self._within_budget()  # else only tasks of free runtimes (shell, noop) start
         free = [a for a in self._idle() if a.agent_id not in busy]
+        labels = self.config.labels  # a node with labels takes only the tasks they cover
         planned: list[tuple[TaskState, str]] = []
         taken: set[str] = set()
         while free or len(self.agents) < self.config.max_agents:
@@ -70,6 +71,7 @@ class Dispatcher:
                     task.task_id not in skipped
                     and task.task_id not in taken
                     and (spending or task.definition.runtime in self.config.free_runtimes)
+                    and (labels is None or labels.issuperset(task.definition.tags))
                     and self.gate.runnable(task)
                 )
             )

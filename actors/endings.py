@@ -13,6 +13,7 @@ from actors.agents import Agents
 from actors.breaker_gate import BreakerGate
 from actors.ledger import Conditional, Ledger, Unconditional
 from actors.messages import AttemptEnded, CancelAttempt, Timer
+from actors.nodes import foreign_owner
 from actors.policy import (
     BREAKER_FAILURES,
     IMMEDIATE_RETRY,
@@ -264,6 +265,8 @@ class Endings:
         task = self.state.tasks.get(task_id)
         if task is None or task.terminal:
             return
+        if foreign_owner(self.state, task, self.config.node_id) is not None:
+            return  # another node runs it: that node stops it
         if task.state in ("assigned", "running") and self.agents.has(task.agent_id or ""):
             grace = self.config.health.kill_grace
             message = CancelAttempt(task_id, task.attempt, grace, "cancelled")

@@ -21,12 +21,13 @@ from typing import Any, cast
 import pykka
 
 from actors.clock import Clock, SystemClock
-from actors.messages import DetachAgent, ShutdownRequested
+from actors.messages import DetachAgent, FenceAgent, ShutdownRequested
 from actors.orchestrator import Orchestrator
 from actors.policy import OrchestratorConfig
 from actors.runtime import RuntimeAdapter, Workspaces
 from actors.scheduler import Scheduler
 from actors.tail import LogTail
+from events.errors import LeaseLost
 from events.replay import ReplayReport, replay
 from events.snapshot import SnapshotStore
 from events.state import FleetState
@@ -63,6 +64,7 @@ class Fleet:
         self.orchestrator: pykka.ActorRef[Any] | None = None
         self.report: ReplayReport | None = None
         self.failure: BaseException | None = None
+        self.epoch: int | None = None  # this node's epoch, once started
         # the orchestrator's children, held here so that they can be detached if it dies
         self.supervisors: dict[str, pykka.ActorRef[Any]] = {}
         self.breakers: dict[str, pykka.ActorRef[Any]] = {}
@@ -86,6 +88,7 @@ class Fleet:
             workspaces=self.workspaces,
         )
         position = cast(str, self.orchestrator.ask("position", timeout=_ASK_TIMEOUT))
+        self.epoch = cast(int, self.orchestrator.ask("epoch", timeout=_ASK_TIMEOUT))
         self.tail = LogTail(self.store, self.orchestrator, position, applied=lambda: state.position)
         self.tail.start()
         return self
@@ -123,6 +126,20 @@ class Fleet:
         assert self.orchestrator is not None
         reply = self.orchestrator.ask("digest", timeout=_ASK_TIMEOUT)
         return cast(tuple[int, str, int, str], reply)
+
+    def load(self) -> tuple[int, int]:
+        """(agents alive on this node, attempts running on it)."""
+        assert self.orchestrator is not None
+        return cast(tuple[int, int], self.orchestrator.ask("load", timeout=_ASK_TIMEOUT))
+
+    def fence(self, reason: str) -> None:
+        """This node lost its lease: kill every attempt's processes at once (other nodes may
+        run them again) and fail, so that the daemon starts a new fleet on a new epoch."""
+        for ref in list(self.supervisors.values()):
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(FenceAgent())
+        if self.failure is None:
+            self.failure = LeaseLost(reason)
 
     def counts(self) -> dict[str, int]:
         """How many tasks are in each state (cheap: no copy of the state)."""

@@ -17,8 +17,10 @@ __all__ = [
     "BreakerVerdict",
     "CancelAttempt",
     "DetachAgent",
+    "FenceAgent",
     "HealthTick",
     "LogAdvanced",
+    "NodeExpired",
     "NoticeReceived",
     "PauseAgent",
     "ResumeAgent",
@@ -129,6 +131,18 @@ class SupervisorFailed(msgspec.Struct, frozen=True):
 class DetachAgent(msgspec.Struct, frozen=True):
     """Stop following the attempt without touching its processes (the orchestrator is being
     restarted from the log, and the next one re-adopts the attempt)."""
+
+
+class FenceAgent(msgspec.Struct, frozen=True):
+    """Kill the attempt's processes at once and stop following it, reporting nothing: this
+    node lost its lease (it could not renew it), so other nodes may run the attempt again."""
+
+
+class NodeExpired(msgspec.Struct, frozen=True):
+    """Another node's lease was found gone: record the node lost and requeue its attempts."""
+
+    node_id: str
+    epoch: int
 
 
 # -- breaker ----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 import pykka
 import structlog
 
-from actors import attempt_reports, recovery
+from actors import attempt_reports, nodes, recovery
 from actors.agents import AgentPool
 from actors.breaker_gate import BreakerGate
 from actors.clock import Clock
@@ -40,6 +40,7 @@ from actors.messages import (
     BreakerVerdict,
     CancelAttempt,
     LogAdvanced,
+    NodeExpired,
     NoticeReceived,
     ShutdownRequested,
     SupervisorFailed,
@@ -49,6 +50,7 @@ from actors.policy import OrchestratorConfig
 from actors.runtime import RuntimeAdapter, Workspaces
 from actors.scheduler import Scheduler
 from events import types as t
+from events.leases import NodeLeases
 from events.state import FleetState, TaskState
 from events.store import EventStore
 from events.task_index import manual_retry
@@ -123,6 +125,8 @@ class Orchestrator(pykka.ThreadingActor):
             log=self.log,
         )
         self.state = state
+        self.me = config.node_id
+        self.leases = NodeLeases(store.client, store.keys)
         # both dicts are owned by whoever started us (the Fleet), so that it can still reach
         # the supervisors and breakers to stop them if this actor dies
         self.agents = AgentPool(
@@ -161,14 +165,12 @@ class Orchestrator(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         self.ledger.catch_up()
-        self.epoch = self.state.daemon_epoch + 1
-        now = self.ledger.now()
-        started: list[t.Event] = [
-            t.DaemonStarted(at=now, node_id=self.config.node_id, epoch=self.epoch, pid=os.getpid())
-        ]
+        self.epoch = nodes.start_node(
+            self.ledger, self.leases, self.config.node_id, self.config.lease_ttl, os.getpid()
+        )
         if self.config.fleet_budget_usd != self.state.budget_limit_usd:  # the setting changed
-            started.append(t.BudgetLimitSet(at=now, limit_usd=self.config.fleet_budget_usd))
-        self.ledger.append(started)
+            limit = self.config.fleet_budget_usd
+            self.ledger.append([t.BudgetLimitSet(at=self.ledger.now(), limit_usd=limit)])
         self.ledger.live = True
         self.gate.start_known()
         recovery.recover(self.ledger, self.agents, self.endings, self.runtimes, self.config)
@@ -193,17 +195,26 @@ class Orchestrator(pykka.ThreadingActor):
                 pass
             case ShutdownRequested(grace=grace, reason=reason):
                 self._shutdown(grace, reason)
+            case NodeExpired(node_id=node_id, epoch=epoch):
+                me = self.config.node_id
+                nodes.record_lost(self.ledger, self.agents, self.leases, me, node_id, epoch)
             case SupervisorFailed(agent_id=agent_id, error=error):
                 self.agents.lost(agent_id, f"agent supervisor failed: {error}")
             case "state":
                 return self.state.copy()
             case "position":
                 return self.ledger.position
+            case "nodes":  # the other running nodes, whose leases the daemon watches
+                return [(n.node_id, n.epoch) for n in nodes.others_held(self.state, self.me)]
             case "counts":
                 return self.state.counts()
             case "digest":  # the heartbeat's: O(live work), no copy
                 s = self.state
-                return (s.daemon_epoch, s.position, s.event_count, s.hot_digest())
+                return (self.epoch, s.position, s.event_count, s.hot_digest())
+            case "epoch":
+                return self.epoch
+            case "load":  # (agents alive here, attempts running here)
+                return (len(self.agents), len(self._running()))
             case _:
                 return super().on_receive(message)
         self._dispatch()
@@ -238,7 +249,9 @@ class Orchestrator(pykka.ThreadingActor):
                     self.ledger.append(
                         [manual_retry(self.ledger.store, self.state, task_id, self.ledger.now())]
                     )
-            case t.AgentSpawnRequested(runtime=runtime, tags=tags):
+            case t.AgentSpawnRequested(runtime=runtime, tags=tags, node_id=node_id):
+                if node_id not in (None, self.me):
+                    return
                 if runtime in self.runtimes and len(self.agents) < self.config.max_agents:
                     self.agents.spawn(runtime, list(tags))
             case t.AgentKillRequested(agent_id=agent_id, force=force):
@@ -247,7 +260,7 @@ class Orchestrator(pykka.ThreadingActor):
                 self.agents.pause(agent_id, pause=True)
             case t.AgentResumeRequested(agent_id=agent_id):
                 self.agents.pause(agent_id, pause=False)
-            case t.DaemonStopRequested(force=force):
+            case t.DaemonStopRequested(force=force, node_id=node_id) if node_id in (None, self.me):
                 grace = 0.0 if force else self.config.shutdown_grace
                 self.actor_ref.tell(ShutdownRequested(grace=grace, reason="stop requested"))
             case _:
@@ -362,6 +375,7 @@ class Orchestrator(pykka.ThreadingActor):
             )
         )
         self.ledger.append(events)
+        self.leases.release(self.config.node_id, self.epoch)
         self.agents.stop_all()
         self.gate.stop_all()
         self.ledger.checkpoint()

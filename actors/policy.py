@@ -61,6 +61,8 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 class OrchestratorConfig(msgspec.Struct, frozen=True, kw_only=True):
     node_id: str
     logs_dir: str
+    lease_ttl: float = 10.0  # a node's lease runs out this long after its last renewal
+    labels: frozenset[str] | None = None  # None: any task; else only tasks whose tags it has
     max_agents: int = 5
     idle_timeout: float = 300.0
     shutdown_grace: float = 30.0

@@ -4,9 +4,10 @@ The state comes from replay (snapshot + tail). An attempt that was running is re
 agent process still lives (same PID *and* start time); otherwise the attempt is recorded as
 lost and the task is retried; one whose start was never recorded but whose agent is found
 by its log file gets its `task.started` first. Agents of the old daemon without a live attempt
-are recorded as terminated. Gaps a crash can leave between two appends are closed: a transient
-failure with no retry decision gets one, a pending task whose dependencies are done is queued,
-and due retries get their timers again.
+are recorded as terminated. Another running node's attempts and agents are left alone; those
+of a node that no longer runs are ended as lost (see `actors/nodes.py`). Gaps a crash can
+leave between two appends are closed: a transient failure with no retry decision gets one, a
+pending task whose dependencies are done is queued, and due retries get their timers again.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from actors.agents import Agents
 from actors.endings import Endings
 from actors.ledger import Ledger
 from actors.messages import AdoptAttempt, AttemptEnded, Timer
+from actors.nodes import requeue_orphans
 from actors.policy import BREAKER_FAILURES, OrchestratorConfig, build_spec, retried
 from actors.runtime import Outcome, RuntimeAdapter
 from events import types as t
+from events.state import FleetState
 from events.task_index import manual_retry
 
 __all__ = ["recover"]
@@ -36,9 +39,12 @@ def recover(
     now = ledger.now()
     state = ledger.state
     adopting: set[str] = set()
+    me = config.node_id
     for task in list(state.tasks.values()):
         if task.state not in ("assigned", "running") or task.agent_id is None:
             continue
+        if task.node_id not in (None, me) and task.node_id in state.nodes:
+            continue  # another node's: it runs it, or `requeue_orphans` ends it below
         agent = state.agents.get(task.agent_id)
         runtime = runtimes.get(task.definition.runtime)
         spec = build_spec(task, task.attempt, config)
@@ -85,9 +91,12 @@ def recover(
     stale = [
         t.AgentTerminated(at=now, agent_id=agent.agent_id, reason="daemon restarted")
         for agent in state.agents.values()
-        if agent.status != "terminated" and agent.agent_id not in adopting
+        if agent.status != "terminated"
+        and agent.agent_id not in adopting
+        and (agent.node_id in ("", me) or not _runs(state, agent.node_id))
     ]
     ledger.append(stale)
+    requeue_orphans(ledger, agents, me, "node {node} stopped running it")
 
     for task in list(state.tasks.values()):
         if task.state == "retry_wait":
@@ -114,3 +123,8 @@ def recover(
     for task_id in list(state.retry_requests):
         if state.task_state(task_id) in ("failed", "dead_lettered", "cancelled"):
             ledger.append([manual_retry(ledger.store, state, task_id, now)])
+
+
+def _runs(state: FleetState, node_id: str) -> bool:
+    node = state.nodes.get(node_id)
+    return node is not None and node.running

@@ -26,6 +26,7 @@ from actors.messages import (
     AttemptStarted,
     CancelAttempt,
     DetachAgent,
+    FenceAgent,
     HealthTick,
     NoticeReceived,
     PauseAgent,
@@ -116,6 +117,11 @@ class AgentSupervisor(pykka.ThreadingActor):
                 self._ended(attempt, outcome)
             case DetachAgent():
                 self.detached = True
+                self.current = None
+            case FenceAgent():
+                self.detached = True  # nothing is reported: the node's log writes are fenced
+                if self.current is not None:
+                    self.current.handle.terminate(0.0, "lost")
                 self.current = None
             case _:
                 return super().on_receive(message)

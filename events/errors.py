@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AppendConflict",
     "ForgeError",
+    "LeaseLost",
     "StoreError",
     "StoreUnavailable",
     "TaskConflict",
@@ -27,6 +28,11 @@ class StoreError(ForgeError):
 
 class StoreUnavailable(StoreError):
     """Raised when the Redis server behind the event log cannot be reached."""
+
+
+class LeaseLost(StoreUnavailable):
+    """Raised when a node could not keep its lease: its epoch is over, and it starts again on
+    a new one once the log answers."""
 
 
 class AppendConflict(StoreError):

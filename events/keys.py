@@ -25,7 +25,11 @@ class Keys:
     snapshots: str  # sorted set: snapshot key by stream position (ms part) -> newest last
     snapshot_prefix: str  # string keys holding one snapshot each
     consumer_dead: str  # prefix of the dead-letter stream of each consumer group
-    heartbeat: str  # string: the running daemon's heartbeat (JSON, with an expiry)
+    heartbeat: str  # string: a daemon's heartbeat from before nodes (read, never written)
+    node_heartbeat_prefix: str  # strings: each node's heartbeat (JSON, with an expiry)
+    lease_prefix: str  # strings: each node's lease (its epoch, with an expiry of the lease TTL)
+    epochs: str  # string: the last epoch handed to a starting node (never below the log's)
+    node_ids: str  # set: every node id that ever started here (to find their heartbeats)
     task_events_prefix: str  # sorted sets: one task's stream ids (derived, rebuildable)
     task_events_position: str  # string: the last stream id the per-task sets cover
     finished_summaries: str  # hash: finished task id -> msgpack TaskState (derived)
@@ -45,6 +49,10 @@ class Keys:
             snapshot_prefix=f"{base}:snapshot:",
             consumer_dead=f"{base}:dead:",
             heartbeat=f"{base}:daemon",
+            node_heartbeat_prefix=f"{base}:daemon:",
+            lease_prefix=f"{base}:lease:",
+            epochs=f"{base}:epoch",
+            node_ids=f"{base}:nodes",
             task_events_prefix=f"{base}:task:",
             task_events_position=f"{base}:task-index",
             finished_summaries=f"{base}:finished",
@@ -53,6 +61,14 @@ class Keys:
     def snapshot(self, position: str) -> str:
         """The key of the snapshot taken at stream position `position`."""
         return f"{self.snapshot_prefix}{position}"
+
+    def node_heartbeat(self, node_id: str) -> str:
+        """The heartbeat key of node `node_id`."""
+        return f"{self.node_heartbeat_prefix}{node_id}"
+
+    def lease(self, node_id: str) -> str:
+        """The lease key of node `node_id`."""
+        return f"{self.lease_prefix}{node_id}"
 
     def task_events(self, task_id: str) -> str:
         """The sorted set of the stream ids of task `task_id`'s events."""

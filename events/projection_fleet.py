@@ -110,27 +110,42 @@ def _budget_limit_set(state: FleetState, e: t.BudgetLimitSet) -> None:
 
 
 def _daemon_started(state: FleetState, e: t.DaemonStarted) -> None:
-    if e.epoch < state.daemon_epoch:
+    node = state.nodes.get(e.node_id)
+    if node is not None and e.epoch <= node.epoch:
         anomaly(state, e)
         return
+    # the epochs of a namespace's nodes come from one counter: the newest start is the highest
     state.daemon_node, state.daemon_epoch, state.daemon_pid = e.node_id, e.epoch, e.pid
+    state.daemon_epoch = max(state.daemon_epoch, e.epoch)
     state.daemon_running = True
     state.stop_requested = False
+    state.nodes[e.node_id] = NodeState(
+        node_id=e.node_id, epoch=e.epoch, running=True, pid=e.pid, started_at=e.at
+    )
 
 
 def _daemon_stopped(state: FleetState, e: t.DaemonStopped) -> None:
-    if e.epoch != state.daemon_epoch:
+    node = state.nodes.get(e.node_id)
+    if node is None:  # a snapshot from before nodes were recorded
+        if e.epoch != state.daemon_epoch:
+            anomaly(state, e)
+            return
+        state.daemon_running = False
+        return
+    if node.epoch != e.epoch or not node.running:
         anomaly(state, e)
         return
-    state.daemon_running = False
+    node.running = node.held = False
+    state.daemon_running = any(n.running for n in state.nodes.values())
 
 
 def _lease_taken(state: FleetState, e: t.NodeLeaseTaken) -> None:
     node = state.nodes.get(e.node_id)
-    if node is not None and e.epoch < node.epoch:
-        anomaly(state, e)
+    if node is None or e.epoch != node.epoch or not node.running:
+        anomaly(state, e)  # a lease is taken right after its node's start, at the same epoch
         return
-    state.nodes[e.node_id] = NodeState(node_id=e.node_id, epoch=e.epoch, expires_at=e.expires_at)
+    node.held = True
+    node.expires_at = e.expires_at
 
 
 def _lease_lost(state: FleetState, e: t.NodeLeaseLost) -> None:
@@ -138,4 +153,8 @@ def _lease_lost(state: FleetState, e: t.NodeLeaseLost) -> None:
     if node is None or node.epoch != e.epoch:
         anomaly(state, e)
         return
-    node.held = False
+    if not node.running:
+        return  # another node recorded it first (or the node stopped): nothing more to lose
+    node.running = node.held = False
+    node.lost = True
+    state.daemon_running = any(n.running for n in state.nodes.values())

@@ -141,12 +141,17 @@ class BreakerState(msgspec.Struct, kw_only=True, gc=False):
 
 
 class NodeState(msgspec.Struct, kw_only=True, gc=False):
-    """A node's lease on the fleet: its epoch and when the lease expires."""
+    """A node (one daemon's machine) of the namespace: its current epoch, whether its daemon
+    runs, and its lease (held until the node stops or is recorded lost)."""
 
     node_id: str
     epoch: int
-    expires_at: float
-    held: bool = True
+    expires_at: float = 0.0  # when the lease taken at start expires unless renewed
+    held: bool = False
+    running: bool = False
+    lost: bool = False  # the last epoch ended by a lease that ran out, not by a stop
+    pid: int | None = None
+    started_at: float = 0.0
 
 
 def _empty_queues() -> dict[int, dict[str, None]]:

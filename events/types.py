@@ -200,6 +200,7 @@ class TaskRetryRequested(Event, tag="task.retry_requested", frozen=True, kw_only
 class AgentSpawnRequested(Event, tag="agent.spawn_requested", frozen=True, kw_only=True):
     runtime: str = "shell"
     tags: list[str] = []
+    node_id: str | None = None  # the node to spawn it on; None: each running node
 
 
 class AgentKillRequested(Event, tag="agent.kill_requested", frozen=True, kw_only=True):
@@ -217,6 +218,7 @@ class AgentResumeRequested(Event, tag="agent.resume_requested", frozen=True, kw_
 
 class DaemonStopRequested(Event, tag="daemon.stop_requested", frozen=True, kw_only=True):
     force: bool = False
+    node_id: str | None = None  # the node to stop; None: every node of the namespace
 
 
 # -- agents --------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-import msgspec
 import pykka
 import redis
 
@@ -33,12 +32,19 @@ from actors.messages import ShutdownRequested
 from actors.policy import OrchestratorConfig, RetryPolicy
 from actors.runtime import RuntimeAdapter
 from actors.supervisor import HealthPolicy
-from events.errors import StoreUnavailable
-from events.keys import Keys
+from events.errors import LeaseLost, StoreUnavailable
 from events.state import FleetState
-from events.store import EventStore, redis_errors
+from events.store import EventStore
 from forge.daemon_process import DaemonFiles, PidRecord, hold_lock, process_create_time
 from forge.log import get_logger
+from forge.node import (
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_TTL,
+    LEASE_TICK,
+    Heartbeat,
+    NodeKeeper,
+    read_heartbeat,
+)
 from forge.private_files import private_directory, write_private
 from forge.runtimes import available_runtimes, load_factory, shadowed_plugins
 from forge.runtimes.workspace import GitWorkspaces
@@ -49,54 +55,19 @@ __all__ = [
     "Daemon",
     "Heartbeat",
     "build_runtimes",
-    "heartbeat_key",
     "node_id",
     "orchestrator_config",
     "read_heartbeat",
     "state_digest",
 ]
 
-HEARTBEAT_INTERVAL = 2.0
-HEARTBEAT_TTL = 10
 _ASK_TIMEOUT = 30.0
-
-
-class Heartbeat(msgspec.Struct, kw_only=True):
-    """What the running daemon publishes about itself."""
-
-    node_id: str
-    host: str
-    pid: int
-    create_time: float
-    started_at: float
-    updated_at: float
-    epoch: int
-    position: str  # the log position of the digested live state
-    event_count: int
-    digest: str  # `state_digest` of the live state at `position`
-
-
-def heartbeat_key(namespace: str) -> str:
-    """The heartbeat key of a namespace (named in `events.keys` with every other key)."""
-    return Keys.for_namespace(namespace).heartbeat
 
 
 def state_digest(state: FleetState) -> str:
     """A digest of a fleet state's hot part (`FleetState.hot_digest`: all but the finished-task
     map), equal for equal states (orderings included)."""
     return state.hot_digest()
-
-
-def read_heartbeat(client: redis.Redis, namespace: str) -> Heartbeat | None:
-    """The running daemon's heartbeat, or None when no daemon has published one lately."""
-    with redis_errors("read heartbeat"):
-        raw: Any = client.get(heartbeat_key(namespace))
-    if raw is None:
-        return None
-    try:
-        return msgspec.json.decode(raw, type=Heartbeat)
-    except msgspec.DecodeError:
-        return None
 
 
 def node_id(files: DaemonFiles) -> str:
@@ -119,6 +90,8 @@ def orchestrator_config(
     orch = settings.orchestrator
     return OrchestratorConfig(
         node_id=node,
+        lease_ttl=settings.node.lease_ttl,
+        labels=frozenset(settings.node.labels) if settings.node.labels else None,
         logs_dir=str(settings.home_path / "logs"),
         max_agents=max_agents or orch.max_concurrent_agents,
         idle_timeout=orch.idle_agent_timeout,
@@ -174,53 +147,6 @@ def build_runtimes(settings: Settings) -> dict[str, RuntimeAdapter]:
     return out
 
 
-class _Publisher(threading.Thread):
-    """Publishes the heartbeat every HEARTBEAT_INTERVAL seconds until stopped (of whichever
-    fleet the daemon runs at the time: it restarts a failed one)."""
-
-    def __init__(self, fleet: Fleet, client: redis.Redis, namespace: str, me: PidRecord) -> None:
-        super().__init__(name="forge-heartbeat", daemon=True)
-        self.fleet = fleet
-        self.client = client
-        self.key = heartbeat_key(namespace)
-        self.me = me
-        self.halt = threading.Event()
-        self.ticked = time.monotonic()  # the loop's last turn: `Daemon.alive` checks it
-        self.log: Any = get_logger("forge.daemon")
-
-    def publish(self) -> None:
-        epoch, position, event_count, digest = self.fleet.digest()
-        beat = Heartbeat(
-            node_id=self.me.node_id,
-            host=socket.gethostname(),
-            pid=self.me.pid,
-            create_time=self.me.create_time,
-            started_at=self.me.started_at,
-            updated_at=time.time(),
-            epoch=epoch,
-            position=position,
-            event_count=event_count,
-            digest=digest,
-        )
-        self.client.set(self.key, msgspec.json.encode(beat), ex=HEARTBEAT_TTL)
-
-    def run(self) -> None:
-        while not self.halt.wait(HEARTBEAT_INTERVAL):
-            self.ticked = time.monotonic()
-            try:
-                self.publish()
-            except Exception as e:
-                self.log.warning("heartbeat failed", error=f"{type(e).__name__}: {e}")
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(timeout=5)
-        try:
-            self.client.delete(self.key)
-        except redis.RedisError as e:
-            self.log.warning("could not remove the heartbeat", error=str(e))
-
-
 # Restarting a failed orchestrator: the waits between tries, and when to give up (exit 1, so
 # that a service manager restarts the whole process): after this many failures in a row, each
 # within STABLE_AFTER seconds of a start or a failed start. An unreachable log is waited out
@@ -262,7 +188,7 @@ class Daemon:
         self.fleet: Fleet | None = None
         self.restarts = 0
         self.gave_up = False
-        self.publisher: _Publisher | None = None
+        self.publisher: NodeKeeper | None = None
         self.log: Any = get_logger("forge.daemon")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -314,9 +240,9 @@ class Daemon:
             if metrics is not None:
                 metrics.stop()
             raise
-        publisher = _Publisher(fleet, self.client, me.namespace, me)
-        with redis_errors("publish heartbeat"):
-            publisher.publish()
+        node = self.settings.node
+        publisher = NodeKeeper(fleet, self.client, me, node.lease_ttl, list(node.labels))
+        publisher.publish()
         publisher.start()
         self.publisher = publisher
         self.log.info("daemon started", pid=me.pid, node_id=me.node_id, namespace=me.namespace)
@@ -324,13 +250,21 @@ class Daemon:
         try:
             while True:
                 started = time.monotonic()
-                while not fleet.stopped.wait(1.0) and fleet.alive() and not self.halt.is_set():
-                    pass
+                while (
+                    not fleet.stopped.wait(LEASE_TICK / 2)
+                    and fleet.alive()
+                    and fleet.failure is None
+                    and not self.halt.is_set()
+                ):
+                    self._guard_lease(fleet, publisher)
                 if self.halt.is_set() or (fleet.stopped.is_set() and fleet.failure is None):
                     break  # a stop: graceful or forced, through the orchestrator or a signal
                 error = fleet.failure
                 why = f"{type(error).__name__}: {error}" if error else "the tail reader died"
                 self.log.error("orchestrator failed; restarting it from the log", error=why)
+                if publisher.others and _outage(error):
+                    # other nodes may take this node's attempts over once its lease runs out
+                    fleet.fence("the log is unreachable and other nodes run")
                 fleet.detach()
                 if time.monotonic() - started >= STABLE_AFTER:
                     failures = 0
@@ -340,7 +274,7 @@ class Daemon:
                 if restarted is None:
                     break
                 fleet, failures = restarted
-                publisher.fleet, publisher.client = fleet, self.client
+                publisher.attach(fleet, self.client)
         finally:
             publisher.stop()
             if metrics is not None:
@@ -352,6 +286,19 @@ class Daemon:
         graceful = fleet.close()
         self.log.info("daemon stopped", graceful=graceful)
         return 0 if graceful else 1
+
+    def _guard_lease(self, fleet: Fleet, keeper: NodeKeeper) -> None:
+        """Fail the fleet when its lease is over, killing its attempts first when other nodes
+        could take them over: the lease found gone, or not renewed for half its time (so the
+        agents are dead before it can run out on Redis's clock)."""
+        ttl = self.settings.node.lease_ttl
+        if keeper.lost:
+            if keeper.others:
+                fleet.fence("the node's lease ran out")
+            elif fleet.failure is None:  # alone: nobody takes over; re-adopt on a new epoch
+                fleet.failure = LeaseLost("the node's lease ran out")
+        elif keeper.others and keeper.lease_age() > ttl / 2:
+            fleet.fence(f"the lease was not renewed for {keeper.lease_age():.1f} s")
 
     def alive(self) -> tuple[bool, str]:
         """Whether the orchestrator and its tail reader run and the heartbeat loop turns (for

@@ -84,6 +84,13 @@ class OrchestratorSettings(_Section, kw_only=True, frozen=True, forbid_unknown_f
     fleet_budget_usd: Annotated[float, msgspec.Meta(ge=0, le=1e12)] | None = None
 
 
+class NodeSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    # a node's lease runs out this long after its last renewal (renewed every half second);
+    # a node that could not renew for half of it stops its agents
+    lease_ttl: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 10.0
+    labels: list[str] = msgspec.field(default_factory=list)  # empty: the node takes any task
+
+
 class BreakerSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
     failure_threshold: Count = 5
     success_threshold: Count = 2
@@ -144,6 +151,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     home: str
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     orchestrator: OrchestratorSettings = msgspec.field(default_factory=OrchestratorSettings)
+    node: NodeSettings = msgspec.field(default_factory=NodeSettings)
     breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
@@ -189,6 +197,9 @@ FIELD_DOCS = {
     "orchestrator.shutdown_grace": "Seconds running tasks get to finish on shutdown.",
     "orchestrator.snapshot_every": "Write a snapshot of the fleet state every N events.",
     "orchestrator.fleet_budget_usd": "Stop starting attempts once recorded spend reaches this.",
+    "node.lease_ttl": "Seconds a node's lease lasts unrenewed; then other nodes record it lost "
+    "and run its tasks.",
+    "node.labels": "Labels of this node; when set, it only takes tasks whose tags it all has.",
     "breaker.failure_threshold": "Consecutive failures that open a circuit breaker.",
     "breaker.success_threshold": "Successes in half-open state that close it again.",
     "breaker.open_timeout": "Seconds a breaker stays open before a trial (half-open).",

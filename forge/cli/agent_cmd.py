@@ -88,9 +88,14 @@ def spawn_cmd(app: App, runtime: str, tag: tuple[str, ...]) -> None:
     known = available_runtimes()
     if runtime not in known:
         raise InvalidTask(f"unknown runtime {runtime!r} (known: {', '.join(known)})")
-    require_daemon(app)
-    app.store.append(t.AgentSpawnRequested(at=time.time(), runtime=runtime, tags=sorted(tag)))
-    click.echo("spawn requested")
+    info = require_daemon(app)
+    # on this machine's node if one runs here, else on the node whose heartbeat is latest
+    beat = info.heartbeat
+    node = info.local.node_id if info.local else (beat.node_id if beat else None)
+    app.store.append(
+        t.AgentSpawnRequested(at=time.time(), runtime=runtime, tags=sorted(tag), node_id=node)
+    )
+    click.echo("spawn requested" + (f" (node {node})" if node else ""))
 
 
 @agent.command("kill")

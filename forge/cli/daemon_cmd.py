@@ -98,22 +98,41 @@ def exit_now(code: int) -> NoReturn:
 @daemon.command("stop")
 @click.option("--force", is_flag=True, help="Stop running tasks at once; SIGKILL if it lingers.")
 @click.option("--timeout", type=click.FloatRange(0), help="Seconds to wait (default: grace + 30).")
+@click.option("--node", "node", metavar="ID", help="Stop that node of the namespace, not this one.")
+@click.option("--all", "every", is_flag=True, help="Stop every node of the namespace.")
 @pass_app
-def stop_cmd(app: App, force: bool, timeout: float | None) -> None:
-    """Ask the daemon to stop (through the log) and wait for its process to exit."""
+def stop_cmd(app: App, force: bool, timeout: float | None, node: str | None, every: bool) -> None:
+    """Ask this machine's daemon (or another node, or all) to stop, through the log, and wait
+    for this machine's process to exit."""
+    if node is not None and every:
+        raise click.UsageError("--node and --all exclude each other")
     info = daemon_info(app)
-    if not info.running:
-        raise DaemonError("no daemon is running")
-    app.store.append(t.DaemonStopRequested(at=time.time(), force=force))
     local = info.local
-    if local is None:
-        click.echo("stop requested (the daemon runs on another host)")
+    state = fleet_state(app)
+    running = {n.node_id for n in state.nodes.values() if n.running}
+    if not info.running and not running:
+        raise DaemonError("no daemon is running")
+    if every:
+        target: str | None = None
+    else:
+        target = node or (local.node_id if local else None)
+        if target is None:
+            raise DaemonError(
+                "no daemon runs on this machine (stop another node with --node ID, or --all)"
+            )
+        if target != (local.node_id if local else None) and target not in running:
+            raise DaemonError(
+                f"no running node {target!r} in namespace {app.settings.redis.namespace!r}"
+            )
+    app.store.append(t.DaemonStopRequested(at=time.time(), force=force, node_id=target))
+    if local is None or target not in (None, local.node_id):
+        click.echo(f"stop requested ({'every node' if target is None else 'node ' + target})")
         return
     wait = timeout if timeout is not None else app.settings.orchestrator.shutdown_grace + 30
     if force:
         wait = min(wait, 15.0)
     if wait_gone(local.pid, local.create_time, wait):
-        click.echo(f"daemon stopped (pid {local.pid})")
+        click.echo(f"daemon stopped (pid {local.pid}, node {local.node_id})")
         return
     if not force:
         raise DaemonError(

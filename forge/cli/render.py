@@ -19,9 +19,9 @@ from events.replay import replay
 from events.state import FleetState, TaskState
 from events.task_index import TaskIndex
 from forge.cli.app import App
-from forge.daemon import Heartbeat, read_heartbeat
 from forge.daemon_process import DaemonFiles, PidRecord, alive
 from forge.errors import DaemonError, NotFound
+from forge.node import Heartbeat, read_heartbeats
 
 __all__ = [
     "DaemonInfo",
@@ -178,24 +178,29 @@ class DaemonInfo(msgspec.Struct, kw_only=True):
 
     running: bool
     local: PidRecord | None = None  # this home's daemon process, if it runs
-    heartbeat: Heartbeat | None = None  # the namespace's daemon, wherever it runs
+    heartbeat: Heartbeat | None = None  # this home's node's, else the latest of any node's
+    nodes: list[Heartbeat] = []  # the heartbeat of every node that published one lately
     stale_pid: int | None = None  # a dead daemon's pid file, just cleaned up
 
 
 def daemon_info(app: App) -> DaemonInfo:
     """The daemon as seen from here: this home's pid file and the namespace's heartbeat."""
     local, stale = DaemonFiles(app.settings.home_path).running()
-    beat = read_heartbeat(app.redis, app.settings.redis.namespace)
-    if (
-        beat is not None
-        and beat.host == socket.gethostname()
-        and not alive(beat.pid, beat.create_time)
-    ):
-        beat = None  # a daemon of this host that died (its heartbeat's TTL has not run out)
+    host = socket.gethostname()
+    beats = [
+        b
+        for b in read_heartbeats(app.redis, app.settings.redis.namespace)
+        # (not a daemon of this host that died: its heartbeat's TTL has not run out)
+        if b.host != host or alive(b.pid, b.create_time)
+    ]
+    mine = [b for b in beats if local is not None and b.node_id == local.node_id]
+    latest = max(beats, key=lambda b: b.updated_at, default=None)
+    beat = mine[0] if mine else latest
     return DaemonInfo(
         running=local is not None or beat is not None,
         local=local,
         heartbeat=beat,
+        nodes=beats,
         stale_pid=stale.pid if stale is not None else None,
     )
 

@@ -13,6 +13,7 @@ from events.state import FleetState, to_builtins
 from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.cli.approvals_cmd import render_approvals, waiting_approvals
 from forge.cli.render import (
+    DaemonInfo,
     daemon_info,
     describe,
     duration,
@@ -55,6 +56,7 @@ def _data(app: App, state: FleetState) -> dict[str, Any]:
             "node_id": beat.node_id if beat else state.daemon_node,
             "epoch": state.daemon_epoch,
         },
+        "nodes": _nodes(state, info),
         "agents": agents,
         "queue": {str(p): len(state.queues[p]) for p in sorted(state.queues)},
         "tasks": state.counts(),
@@ -72,6 +74,30 @@ def _data(app: App, state: FleetState) -> dict[str, Any]:
     }
 
 
+def _nodes(state: FleetState, info: DaemonInfo) -> list[dict[str, Any]]:
+    """Every node the log knows, with its lease and, from its heartbeat, its load."""
+    beats = {b.node_id: b for b in info.nodes}
+    out = []
+    for node in sorted(state.nodes.values(), key=lambda n: n.node_id):
+        beat = beats.get(node.node_id)
+        lease = "held" if node.running else ("lost" if node.lost else "released")
+        out.append(
+            {
+                "node_id": node.node_id,
+                "epoch": node.epoch,
+                "lease": lease,
+                "host": beat.host if beat else None,
+                "pid": beat.pid if beat else node.pid,
+                "agents": beat.agents if beat else 0,
+                "running": beat.running if beat else 0,
+                "labels": beat.labels if beat else [],
+                "heartbeat_age": round(time.time() - beat.updated_at, 1) if beat else None,
+                "this_machine": info.local is not None and info.local.node_id == node.node_id,
+            }
+        )
+    return out
+
+
 def _render(data: dict[str, Any]) -> str:
     d = data["daemon"]
     head = (
@@ -80,8 +106,19 @@ def _render(data: dict[str, Any]) -> str:
         else "daemon: not running (tasks stay queued until `forge daemon start`)"
     )
     live = {s: n for s, n in data["agents"].items() if s not in ("terminated", "crashed")}
-    lines = [
-        head,
+    lines = [head]
+    if len(data["nodes"]) > 1 or any(n["lease"] == "lost" for n in data["nodes"]):
+        for n in data["nodes"]:
+            where = f"{n['host']} pid {n['pid']}" if n["host"] else "no heartbeat"
+            load = f"{n['agents']} agents, {n['running']} running" if n["lease"] == "held" else ""
+            mark = " (this machine)" if n["this_machine"] else ""
+            lines.append(
+                f"  node {n['node_id']}{mark}: lease {state_style(n['lease'])}, "
+                f"epoch {n['epoch']}, {where}"
+                + (f", {load}" if load else "")
+                + (f", labels {','.join(n['labels'])}" if n["labels"] else "")
+            )
+    lines += [
         f"redis: {data['redis']}   namespace: {data['namespace']}",
         "agents: "
         + (", ".join(f"{n} {state_style(s)}" for s, n in sorted(live.items())) or "none"),

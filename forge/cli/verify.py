@@ -88,15 +88,18 @@ def _snapshot_check(app: App) -> Check:
 
 def _daemon_check(app: App) -> Check:
     info = daemon_info(app)
-    beat = info.heartbeat
-    if beat is None:
+    if not info.nodes:
         return Check(name="daemon", ok=True, detail="no daemon running: nothing to compare")
-    replayed, _ = replay(app.store, until=beat.position, use_snapshot=False)
-    same = state_digest(replayed) == beat.digest
-    detail = f"live state of {beat.node_id} (epoch {beat.epoch}) at {beat.position} " + (
-        "equals the replayed state" if same else "DIVERGES from the replayed state"
-    )
-    return Check(name="daemon", ok=same, detail=detail)
+    details, ok = [], True
+    for beat in info.nodes:  # every node's live state, each at the position it published
+        replayed, _ = replay(app.store, until=beat.position, use_snapshot=False)
+        same = state_digest(replayed) == beat.digest
+        ok = ok and same
+        details.append(
+            f"live state of {beat.node_id} (epoch {beat.epoch}) at {beat.position} "
+            + ("equals the replayed state" if same else "DIVERGES from the replayed state")
+        )
+    return Check(name="daemon", ok=ok, detail="; ".join(details))
 
 
 def _task_index_check(app: App, state: FleetState, repair: bool) -> Check:

@@ -59,7 +59,7 @@ def test_start_status_refused_second_start_stop(harness: DaemonHarness) -> None:
 
     stopped = h.forge("daemon", "stop")
     assert stopped.returncode == 0, stopped.stderr
-    assert f"daemon stopped (pid {record.pid})" in stopped.stdout
+    assert f"daemon stopped (pid {record.pid}, node {record.node_id})" in stopped.stdout
     assert not alive(record.pid, record.create_time)
     assert h.files.read() is None
     assert read_heartbeat(h.client, h.namespace) is None
