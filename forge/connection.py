@@ -1,15 +1,82 @@
-"""Connecting to Redis: the configured URL, or the embedded server started on demand."""
+"""Connecting to Redis: the configured URL, or the embedded server started on demand.
+
+A configured `redis.url` reaches one server (`redis://`, `unix://`, `rediss://` with TLS) or the
+master of a Redis Sentinel service (`redis+sentinel://`), through redis-py's own TLS and
+Sentinel support (see `forge.redis_url` for the forms and docs/redis.md for what each needs).
+
+With `redis.wait_replicas` set, every script run and stream append is followed by `WAIT` on the
+same connection; when fewer replicas than asked confirm it in `redis.wait_timeout`, the call
+fails with `NotReplicated`, so that nothing Forge reports as appended can be lost by a
+failover that promotes a replica.
+"""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Any, cast
+
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from events.errors import StoreUnavailable
 from events.redact import redact, redact_url
+from forge.errors import ConfigError
+from forge.redis_url import RedisTarget, parse_redis_url
 from forge.server import EmbeddedServer
-from forge.settings import Settings
+from forge.settings import RedisSettings, Settings
 
-__all__ = ["connect", "describe_target"]
+__all__ = ["NotReplicated", "ReplicatedRedis", "connect", "describe_target"]
+
+WAITED_COMMANDS = frozenset({"EVALSHA", "EVAL", "XADD"})
+"""What writes the log: the append script, and the consumers' dead letters."""
+
+_BACKOFF_BASE, _BACKOFF_CAP = 0.05, 0.5
+_REFUSED_IN_SCRIPT = "can't run this command"  # a command a script calls, refused by ACL
+ACL_HINT = "the Redis user lacks a privilege Forge needs: docs/redis.md lists them"
+
+
+class NotReplicated(redis.exceptions.ResponseError):
+    """Raised when fewer replicas than `redis.wait_replicas` confirm a write in time: it may be
+    lost on a failover, so it is not reported as done (it may still be in the log)."""
+
+
+class ReplicatedRedis(redis.Redis):
+    """A client that, when `wait_replicas` is set, WAITs for that many replicas after each
+    write to the log, on the connection that wrote it."""
+
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
+
+    def _send_command_parse_response(
+        self, conn: Any, command_name: Any, *args: Any, **options: Any
+    ) -> Any:
+        send = super()._send_command_parse_response
+        try:
+            reply = send(conn, command_name, *args, **options)  # type: ignore[no-untyped-call]
+        except redis.ResponseError as e:
+            refused = isinstance(e, redis.exceptions.NoPermissionError)
+            if not (refused or _REFUSED_IN_SCRIPT in str(e)):
+                raise
+            raise redis.exceptions.NoPermissionError(f"{e} ({ACL_HINT})") from None
+        if self.wait_replicas and str(command_name).upper() in WAITED_COMMANDS:
+            try:
+                conn.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                acked = int(self.parse_response(conn, "WAIT"))  # type: ignore[no-untyped-call]
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                # not a ConnectionError: redis-py would send the write again
+                raise NotReplicated(f"{command_name} done, but WAIT failed: {e}") from e
+            if acked < self.wait_replicas:
+                # this server may have been demoted behind our back (its replicas follow a new
+                # master): reconnecting asks Sentinel again where the master is
+                conn.disconnect()
+                raise NotReplicated(
+                    f"{command_name} confirmed by {acked} of {self.wait_replicas} replicas "
+                    f"in {self.wait_timeout_ms} ms: not acknowledged (it may be lost on failover)"
+                )
+        return reply
 
 
 def describe_target(settings: Settings) -> str:
@@ -24,28 +91,101 @@ def _reason(error: BaseException) -> str:
     return redact(text.splitlines()[0])
 
 
+def _pem_file(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise ConfigError([f"redis.{name}: cannot read {path}: {e.strerror}"]) from None
+    if b"-----BEGIN " not in head:
+        raise ConfigError([f"redis.{name}: {path} is not a PEM file"])
+    return str(path)
+
+
+def _tls_options(config: RedisSettings) -> dict[str, Any]:
+    return {
+        "ssl_ca_certs": _pem_file("tls_ca", config.tls_ca),
+        "ssl_certfile": _pem_file("tls_cert", config.tls_cert),
+        "ssl_keyfile": _pem_file("tls_key", config.tls_key),
+        "ssl_check_hostname": config.tls_check_hostname,
+        "ssl_cert_reqs": "required",
+    }
+
+
+def failover_retry(config: RedisSettings) -> Retry:
+    """Retries (with backoff up to half a second) that span `failover_timeout`: a command
+    that meets a master going away waits for Sentinel to name the next one."""
+    ramp = sum(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**i) for i in range(4))
+    retries = 4 + math.ceil(max(0.0, config.failover_timeout - ramp) / _BACKOFF_CAP)
+    return Retry(ExponentialBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE), retries)
+
+
+def _sentinel_client(config: RedisSettings, target: RedisTarget, options: dict[str, Any]) -> Any:
+    timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
+    tls = {k: v for k, v in options.items() if k.startswith("ssl")}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis.sentinel is untyped
+        list(target.sentinels),
+        sentinel_kwargs={**timeouts, **tls, "password": config.sentinel_password},
+    )
+    try:
+        sentinel.discover_master(target.service)  # type: ignore[no-untyped-call]  # once: fail fast
+    except (redis.RedisError, OSError) as e:
+        sentinel.close()
+        raise StoreUnavailable(
+            f"cannot reach Redis at {redact_url(config.url or '')}: {_reason(e)}"
+        ) from None
+    return sentinel.master_for(  # type: ignore[no-untyped-call]
+        target.service,
+        redis_class=ReplicatedRedis,
+        db=target.db,
+        retry=failover_retry(config),
+        **options,
+    )
+
+
+def _external_client(config: RedisSettings) -> ReplicatedRedis:
+    url = config.url or ""
+    try:
+        target = parse_redis_url(url)
+    except ValueError as e:
+        raise ConfigError([f"redis.url: {e}"]) from None
+    timeout = config.connect_timeout
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if target.tls:
+        options.update(_tls_options(config))
+    if target.through_sentinel:
+        options["username"] = target.username or config.username
+        options["password"] = target.password or config.password
+        client: ReplicatedRedis = _sentinel_client(config, target, options)
+    else:
+        options["username"] = config.username
+        options["password"] = config.password  # the URL's own user and password win
+        try:
+            client = cast(ReplicatedRedis, ReplicatedRedis.from_url(url, **options))
+        except ValueError as e:
+            raise ConfigError([f"redis.url: {_reason(e)}"]) from None
+    client.wait_replicas = config.wait_replicas
+    client.wait_timeout_ms = max(1, round(config.wait_timeout * 1000))
+    return client
+
+
 def connect(settings: Settings, *, start_embedded: bool = True) -> redis.Redis:
     """A connected client, checked with PING.
 
-    With `redis.url` set, that server is used and nothing is started. Otherwise the embedded
-    server is started if it does not run yet (unless `start_embedded` is false).
+    With `redis.url` set, that server (or Sentinel service) is used and nothing is started.
+    Otherwise the embedded server is started if it does not run yet (unless `start_embedded`
+    is false).
     """
-    timeout = settings.redis.connect_timeout
     if settings.redis.url:
-        options: dict[str, object] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        if settings.redis.password:
-            options["password"] = settings.redis.password
-        try:
-            client: redis.Redis = redis.Redis.from_url(settings.redis.url, **options)
-        except ValueError as e:
-            raise StoreUnavailable(
-                f"cannot reach Redis at {redact_url(settings.redis.url)}: {_reason(e)}"
-            ) from None
+        client: redis.Redis = _external_client(settings.redis)
     else:
         server = EmbeddedServer(settings.home_path, settings.redis.appendfsync)
         if start_embedded:
-            server.ensure_running(timeout)  # a live server that stays silent: fail, no twin
-        client = server.client(timeout)
+            server.ensure_running(settings.redis.connect_timeout)  # a live, silent one: fail
+        client = server.client(settings.redis.connect_timeout)
     try:
         client.ping()
     except (redis.RedisError, OSError) as e:

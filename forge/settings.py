@@ -17,6 +17,7 @@ import msgspec
 
 from events.redact import is_secret_name, redact_value
 from forge.errors import ConfigError
+from forge.redis_url import redis_url_problems, url_passwords
 
 __all__ = [
     "NAMESPACE_PATTERN",
@@ -69,10 +70,19 @@ class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
 class RedisSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
     url: str | None = None
+    username: str | None = None
     password: str | None = None
     namespace: Annotated[str, msgspec.Meta(pattern=NAMESPACE_PATTERN)] = "forge"
     appendfsync: Literal["always", "everysec"] = "everysec"
     connect_timeout: Positive = 5.0
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_check_hostname: bool = True
+    sentinel_password: str | None = None
+    failover_timeout: Positive = 20.0
+    wait_replicas: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
+    wait_timeout: Positive = 1.0
 
 
 class OrchestratorSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -185,12 +195,24 @@ SECTIONS: dict[str, type[_Section]] = {
 ENV_ALIASES = {"FORGE_LOG_LEVEL": "logging.level", "FORGE_LOG_FORMAT": "logging.format"}
 
 FIELD_DOCS = {
-    "redis.url": "Use this Redis/Valkey instead of the embedded server "
-    "(redis://, rediss://, unix://; a password may be in the URL).",
+    "redis.url": "Use this Redis/Valkey instead of the embedded server (redis://, rediss://, "
+    "unix://, redis+sentinel://host:port,host:port/service; a user and password may be in the "
+    "URL). See docs/redis.md.",
+    "redis.username": "ACL user for redis.url when it is not in the URL.",
     "redis.password": "Password for redis.url when it is not in the URL.",
     "redis.namespace": "Prefix of every key Forge writes; one namespace is one fleet.",
     "redis.appendfsync": "Embedded server AOF fsync policy: always or everysec.",
     "redis.connect_timeout": "Seconds to wait for Redis before giving up.",
+    "redis.tls_ca": "PEM file of the CA that signed the server's certificate (rediss://).",
+    "redis.tls_cert": "PEM file of Forge's client certificate, if the server asks for one.",
+    "redis.tls_key": "PEM file of the client certificate's private key.",
+    "redis.tls_check_hostname": "Check that the server's certificate names its host.",
+    "redis.sentinel_password": "Password of the sentinels (redis+sentinel://), if they have one.",
+    "redis.failover_timeout": "Seconds a command keeps retrying while Sentinel promotes a new "
+    "master.",
+    "redis.wait_replicas": "After each append to the log, WAIT for this many replicas to have it "
+    "(0: do not wait); an append they do not confirm fails.",
+    "redis.wait_timeout": "Seconds an append waits for redis.wait_replicas.",
     "orchestrator.max_concurrent_agents": "Most agents alive at once.",
     "orchestrator.health_check_interval": "Seconds between agent health checks.",
     "orchestrator.idle_agent_timeout": "Seconds an idle agent lives before it is retired.",
@@ -256,10 +278,10 @@ def secret_values(settings: Settings, environ: Mapping[str, str] | None = None) 
     found = [value for name, value in env.items() if is_secret_name(name) and value]
     if settings.redis.password:
         found.append(settings.redis.password)
-    if settings.redis.url and "@" in settings.redis.url:
-        userinfo = settings.redis.url.split("://", 1)[-1].rsplit("@", 1)[0]
-        if ":" in userinfo:
-            found.append(userinfo.split(":", 1)[1])
+    if settings.redis.sentinel_password:
+        found.append(settings.redis.sentinel_password)
+    if settings.redis.url:
+        found += url_passwords(settings.redis.url)
     return found
 
 
@@ -372,6 +394,9 @@ def _shown(value: Any) -> str:
 
 
 def _check_relations(built: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    problems = redis_url_problems(built["redis"])
+    if problems:
+        return problems
     retry = {**msgspec.structs.asdict(RetrySettings()), **built["retry"]}
     if retry["max_delay"] < retry["base_delay"]:
         return [
