@@ -182,6 +182,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 SECTIONS: dict[str, type[_Section]] = {
     "redis": RedisSettings,
     "orchestrator": OrchestratorSettings,
+    "node": NodeSettings,
     "breaker": BreakerSettings,
     "retry": RetrySettings,
     "runtime": RuntimeSettings,
