@@ -24,6 +24,7 @@ __all__ = [
     "PERMISSION_MODES",
     "BreakerSettings",
     "ClaudeSettings",
+    "ContainerSettings",
     "IsolationSettings",
     "LoggingSettings",
     "MetricsSettings",
@@ -157,6 +158,12 @@ class MetricsSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields
     host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "127.0.0.1"
 
 
+class ContainerSettings(_Section, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    engine: Literal["auto", "podman", "docker"] = "auto"
+    image: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
+    run_args: list[str] = msgspec.field(default_factory=list)
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     home: str
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
@@ -169,6 +176,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     claude: ClaudeSettings = msgspec.field(default_factory=ClaudeSettings)
     isolation: IsolationSettings = msgspec.field(default_factory=IsolationSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    container: ContainerSettings = msgspec.field(default_factory=ContainerSettings)
 
     @property
     def home_path(self) -> Path:
@@ -190,6 +198,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "claude": ClaudeSettings,
     "isolation": IsolationSettings,
     "metrics": MetricsSettings,
+    "container": ContainerSettings,
 }
 
 # Short names for the variables people type most; `FORGE_<SECTION>_<FIELD>` always works too.
@@ -259,6 +268,11 @@ FIELD_DOCS = {
     "(unset: no port is opened).",
     "metrics.host": "Address the metrics port is bound to (127.0.0.1: this machine only).",
     "logging.format": "auto (console on a TTY, JSON lines otherwise), console or json.",
+    "container.engine": "Engine of the container runtime: podman, docker, or auto (the first "
+    "of them installed).",
+    "container.image": "Image of container tasks that name none (never pulled: it must be on "
+    "the machine).",
+    "container.run_args": "Extra arguments of the engine's run command, before the image.",
 }
 
 

@@ -32,6 +32,7 @@ from forge.errors import InvalidTask
 from forge.isolation import resolve_isolation
 from forge.permissions import resolve_policy
 from forge.runtimes import available_runtimes
+from forge.runtimes.container_engine import submitted_image
 from forge.runtimes.workspace import is_git_repository
 from forge.settings import Settings
 
@@ -102,6 +103,7 @@ class TaskRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     disallowed_tools: list[str] | None = None
     add_dirs: list[str] | None = None
     locked: bool | None = None
+    image: str | None = None  # container runtime: None, the settings' [container] image
 
 
 class TasksFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -238,6 +240,7 @@ def check_text(request: TaskRequest, where: str = "") -> None:
         "cwd",
         "idempotency_key",
         "permission_mode",
+        "image",
         "network",
     ):
         value = getattr(request, field)
@@ -311,6 +314,7 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
         raise InvalidTask(f"{where}the shell runtime needs a command (--command)")
     if runtime == "claude" and prompt is None:
         raise InvalidTask(f"{where}the claude runtime needs a prompt")
+    image = submitted_image(runtime, command, request.image, settings.container, where)
     priority = 3 if request.priority is None else request.priority
     if not 1 <= priority <= 5:
         raise InvalidTask(f"{where}priority {priority} is not in 1-5 (1 is the highest)")
@@ -378,6 +382,7 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
         allowed_tools=policy.allowed_tools,
         disallowed_tools=policy.disallowed_tools,
         add_dirs=policy.add_dirs,
+        image=image,
         sandbox=isolation.sandbox,
         network=isolation.network,
         limits=isolation.limits,

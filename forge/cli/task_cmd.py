@@ -77,7 +77,8 @@ def _read_prompt(prompt: str | None) -> str | None:
 )
 @click.option("--priority", "-p", type=click.IntRange(1, 5), help="1 (highest) to 5; default 3.")
 @click.option(
-    "--runtime", help="shell, claude or noop (default: shell with --command, else claude)."
+    "--runtime",
+    help="shell, claude, container or noop (default: shell with --command, else claude).",
 )
 @click.option("--repo", help="Directory the task works in (its working directory).")
 @click.option("--after", multiple=True, help="Run only after this task id completed (repeatable).")
@@ -102,6 +103,9 @@ def _read_prompt(prompt: str | None) -> str | None:
     "what is left; when nothing is, the task fails max_budget.",
 )
 @click.option("--model", help="Model for the claude runtime.")
+@click.option(
+    "--image", help="Image of the container runtime (default: the settings' [container] image)."
+)
 @click.option("--name", help="A name shown instead of the command.")
 @click.option("--env", multiple=True, metavar="NAME=VALUE", help="Extra environment (repeatable).")
 @click.option("--idempotency-key", help="Submitting the same key again returns the same task.")
@@ -150,6 +154,7 @@ def submit_cmd(
                 timeout=flags["timeout"],
                 budget_usd=flags["budget_usd"],
                 model=flags["model"],
+                image=flags["image"],
                 name=flags["name"],
                 env=_env_pairs(flags["env"]),
                 idempotency_key=flags["idempotency_key"],

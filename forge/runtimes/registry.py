@@ -51,7 +51,11 @@ _factories: dict[str, RuntimeFactory] = dict(_BUILT_IN)
 
 # Runtimes imported on first use ("module:attribute"), so that an optional one (and its
 # dependencies) costs nothing until asked for, and a missing module only matters then.
-_lazy: dict[str, str] = {"claude": "forge.runtimes.claude:ClaudeRuntime"}
+_LAZY_BUILT_IN: dict[str, str] = {
+    "claude": "forge.runtimes.claude:ClaudeRuntime",
+    "container": "forge.runtimes.container:ContainerRuntime",
+}
+_lazy: dict[str, str] = dict(_LAZY_BUILT_IN)
 
 
 def register_runtime(name: str, factory: RuntimeFactory) -> None:
@@ -75,7 +79,7 @@ def _entry_points() -> tuple[dict[str, str], tuple[str, ...]]:
     found: dict[str, str] = {}
     shadowed: list[str] = []
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name in _BUILT_IN or entry.name == "claude":
+        if entry.name in _BUILT_IN or entry.name in _LAZY_BUILT_IN:
             shadowed.append(entry.name)
         else:
             found.setdefault(entry.name, entry.value)
