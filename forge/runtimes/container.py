@@ -23,6 +23,7 @@ engine (`--memory`, `--cpus`, `--pids-limit`, `--network none`). See docs/contai
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable
 
@@ -60,6 +61,9 @@ __all__ = ["ContainerRun", "ContainerRuntime"]
 ENGINE_FAILED = 125  # both engines exit with this when they, not the command, failed
 KILLED = 137  # 128 + SIGKILL: how a container the kernel killed for memory exits
 _TAIL_BYTES = 4096
+# what the engines' init processes (podman's catatonit, docker's tini) say when the command
+# cannot be executed
+_EXEC_FAILED = re.compile(r"catatonit.*failed to exec pid1|tini.*exec .* failed")
 
 
 class ContainerRun:
@@ -126,10 +130,14 @@ class ContainerRun:
         try:
             if outcome.failure == "exit" and outcome.exit_code == KILLED:
                 outcome = self._killed(outcome)
-            elif outcome.failure == "exit" and outcome.exit_code == ENGINE_FAILED:
+            elif outcome.failure == "exit":
                 said = _last_line(self._run.log_path)
-                reason = f"{self._engine.kind} could not run the container: {said}"
-                outcome = msgspec.structs.replace(outcome, failure="spawn", reason=reason)
+                if outcome.exit_code == ENGINE_FAILED:
+                    reason = f"{self._engine.kind} could not run the container: {said}"
+                    outcome = msgspec.structs.replace(outcome, failure="spawn", reason=reason)
+                elif _EXEC_FAILED.search(said):  # the init found no such command in the image
+                    reason = f"the command cannot start in the container: {said}"
+                    outcome = msgspec.structs.replace(outcome, failure="spawn", reason=reason)
         finally:
             self._engine.remove(self._name)
         return outcome

@@ -127,16 +127,18 @@ class Engine(msgspec.Struct, frozen=True, kw_only=True):
         except (OSError, subprocess.TimeoutExpired) as e:
             return subprocess.CompletedProcess([self.path, *args], 125, "", str(e))
 
-    def has_image(self, image: str) -> bool:
-        return self.call("image", "inspect", "--format", "{{.Id}}", image).returncode == 0
-
     def check_image(self, image: str) -> None:
-        """Raise ContainerUnavailable unless `image` is on this machine."""
-        if not self.has_image(image):
+        """Raise ContainerUnavailable unless `image` is on this machine (and the engine works)."""
+        done = self.call("image", "inspect", "--format", "{{.Id}}", image)
+        if done.returncode == 0:
+            return
+        said = next((line.strip() for line in done.stderr.splitlines() if line.strip()), "")
+        if "image not known" in said.lower() or "no such image" in said.lower():
             raise ContainerUnavailable(
                 f"image {image!r} is not on this machine ({self.kind} images lists what is; "
                 "Forge never pulls: build or pull it first)"
             )
+        raise ContainerUnavailable(f"{self.kind} cannot be used: {said or 'no reason given'}")
 
     def oom_killed(self, name: str) -> bool:
         """Whether the kernel killed container `name` for memory (False if it is gone)."""

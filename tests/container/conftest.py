@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from forge.runtimes.container_engine import LABEL_NAMESPACE
+from forge.server import EmbeddedServer
 from tests.container.image import ensure_image
+from tests.daemon.conftest import DaemonHarness
 
 
 def _unavailable() -> str | None:
@@ -52,11 +54,25 @@ def labelled(namespace: str, *, running_only: bool = False) -> list[str]:
     return done.stdout.split()
 
 
+def _remove_all(namespace: str) -> None:
+    left = labelled(namespace)
+    if left:
+        subprocess.run(["podman", "rm", "--force", "--time", "0", *left], check=False, timeout=60)
+
+
 @pytest.fixture
 def namespace(image: str) -> Iterator[str]:
     """A namespace of this test's own; its containers are removed at teardown."""
     name = f"ct{secrets.token_hex(4)}"
     yield name
-    left = labelled(name)
-    if left:
-        subprocess.run(["podman", "rm", "--force", "--time", "0", *left], check=False, timeout=60)
+    _remove_all(name)
+
+
+@pytest.fixture
+def harness(embedded_server: EmbeddedServer, image: str) -> Iterator[DaemonHarness]:
+    """The daemon tests' harness (tests/daemon), and its namespace's containers removed at
+    teardown."""
+    h = DaemonHarness(embedded_server)
+    yield h
+    h.cleanup()
+    _remove_all(h.namespace)

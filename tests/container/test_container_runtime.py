@@ -11,6 +11,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import msgspec
 import psutil
 
 from actors.runtime import Outcome, RunHandle, TaskSpec
@@ -118,12 +119,22 @@ def test_a_timeout_stops_a_container_that_ignores_sigterm(
     assert labelled(namespace) == []  # the engine's client was killed: removed by name
 
 
-def test_a_missing_image_fails_the_attempt(tmp_path: Path, image: str, namespace: str) -> None:
+def test_a_missing_image_or_command_fails_the_attempt(
+    tmp_path: Path, image: str, namespace: str
+) -> None:
     runtime = ContainerRuntime(namespace=namespace)
     missing = f"{image.rsplit(':', 1)[0]}:no-such-tag"
     outcome = ended(runtime.execute(spec(tmp_path, missing, "true"), Collector()))
     assert outcome.failure == "spawn"
     assert outcome.reason.startswith("podman could not run the container: ")
+    assert labelled(namespace) == []
+
+    no_command = TaskSpec(
+        **{**msgspec.structs.asdict(spec(tmp_path, image, "")), "command": ["nope"]}
+    )
+    outcome = ended(runtime.execute(no_command, Collector()))
+    assert outcome.failure == "spawn"
+    assert outcome.reason.startswith("the command cannot start in the container: ")
     assert labelled(namespace) == []
 
 

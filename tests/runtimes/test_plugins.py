@@ -79,7 +79,8 @@ def test_the_cli_lists_a_plugin_runtime(plugin_env: dict[str, str]) -> None:
     listed = forge(plugin_env, "agent", "list")
     assert listed.returncode == 0, listed.stderr
     runtimes = listed.stdout.splitlines()[-1]
-    assert runtimes == "runtimes: broken, claude, container, echo, noop, shell"  # not the missing module
+    # not the missing module
+    assert runtimes == "runtimes: broken, claude, container, echo, noop, shell"
     without = {k: v for k, v in plugin_env.items() if k != "PYTHONPATH"}
     assert forge(without, "agent", "list").stdout.splitlines()[-1] == (
         "runtimes: claude, container, noop, shell"
