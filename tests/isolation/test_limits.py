@@ -28,7 +28,7 @@ from tests.runtimes.conftest import Collector
 
 PY = sys.executable
 HOG = [PY, "-I", "-c", "b = bytearray(300 * 2**20); print('ALLOCATED', len(b))"]
-BOMB = ["/bin/bash", "-c", "bomb() { bomb | bomb & }; bomb; wait"]
+BOMB = ["/bin/bash", "-c", "bomb() { bomb & bomb & wait; }; bomb"]  # every process waits: it grows
 
 
 def _cgroup_dirs(spec_log: str) -> list[str]:
