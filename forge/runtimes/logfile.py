@@ -4,6 +4,10 @@ The log holds the agent's stdout and stderr, merged, exactly as printed except t
 of secret environment variables are masked by the shim before they are written. The status
 file (`<log>.status.json`) appears, atomically, when the attempt has ended; until then the
 record file (`<log>.procs.json`) lists the shim's children, to find them should the shim die.
+The exit record (`<log>.exit.json`, the status file's format) is written the moment the shim
+reaps the command, before it kills what is left and drains the output: a shim killed in that
+window leaves the command's exit status there. The shim removes it once the status is written;
+the status file is the authority whenever it exists.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ __all__ = [
     "ExitStatus",
     "LineReader",
     "decode_line",
+    "exit_record_path_for",
     "iter_log_lines",
+    "read_exit_record",
     "read_status",
     "record_path_for",
     "status_path_for",
@@ -53,6 +59,11 @@ def status_path_for(log_path: str) -> str:
     return f"{log_path}.status.json"
 
 
+def exit_record_path_for(log_path: str) -> str:
+    """Where the shim writes how the command ended, the moment it reaps it."""
+    return f"{log_path}.exit.json"
+
+
 def record_path_for(log_path: str) -> str:
     """Where the shim lists its children (PID, start ticks) while the attempt runs."""
     return f"{log_path}.procs.json"
@@ -65,6 +76,13 @@ def read_status(status_path: str) -> ExitStatus | None:
             return _status_decoder.decode(f.read())
     except (FileNotFoundError, msgspec.DecodeError):
         return None
+
+
+def read_exit_record(exit_record_path: str, pid: int) -> ExitStatus | None:
+    """How the command of the shim `pid` ended, from the record that shim wrote when it
+    reaped the command; None if there is none (or it is another shim's)."""
+    record = read_status(exit_record_path)
+    return record if record is not None and record.pid == pid else None
 
 
 def decode_line(raw: bytes) -> str:

@@ -8,6 +8,9 @@ reused PID is never taken for it. An attempt's processes die with it or are adop
 both: when the shim vanishes without a status (`kill -9`), what is left of its tree is killed
 (`tree.kill_remnants`) before the run reports its outcome, before `adopt` reports it gone, and
 by `terminate` of a run whose shim is gone, so that a retry never runs beside the old attempt.
+A shim killed after it reaped the command, while it cleaned up, left the command's exit record
+(`logfile.read_exit_record`): the run reports that outcome, and `adopt` follows such an attempt
+to it, rather than an attempt vanished, which would run the finished command again.
 
 One reader thread per run follows the log file (no inotify: an empty read sleeps 1 ms, doubling
 up to 50 ms), redacts each line, turns it into notices with the `line_handler` hook and hands
@@ -42,6 +45,8 @@ from forge.runtimes.logfile import (
     ExitStatus,
     LineReader,
     decode_line,
+    exit_record_path_for,
+    read_exit_record,
     read_status,
     record_path_for,
     status_path_for,
@@ -175,19 +180,24 @@ class ProcessRun:
         """Follow a shim an earlier daemon started; None unless it is still that very process.
 
         An attempt that ended while nobody watched (its status file names `pid`) is adopted
-        too: the run replays its log and reports the recorded outcome.
+        too: the run replays its log and reports the recorded outcome; so is one whose shim was
+        killed after it reaped the command (its exit record names `pid`).
         """
         log_path = os.path.abspath(log_path)
         if not os.path.exists(log_path):
             return None
-        status = read_status(status_path_for(log_path))
-        if status is not None:
-            if status.pid != pid:
-                return None  # the status of some other shim
-        elif verified(pid, create_time) is None:
-            # gone without a status: what is left of its tree must not run beside a retry
-            _kill_remnants(pid, create_time, log_path)
-            return None
+        status_path = status_path_for(log_path)
+        status = read_status(status_path)
+        if status is None and verified(pid, create_time) is None:
+            status = read_status(status_path)  # written just before it exited?
+            if status is None:
+                # gone without a status: what is left of its tree must not run beside a retry
+                _kill_remnants(pid, create_time, log_path)
+                status = read_exit_record(exit_record_path_for(log_path), pid)
+                if status is None:
+                    return None
+        if status is not None and status.pid != pid:
+            return None  # the status of some other shim
         return cls(
             pid,
             create_time,
@@ -313,6 +323,19 @@ class ProcessRun:
             return False, None
         return True, read_status(self._status_path)  # written just before it exited?
 
+    def _exit_record(self) -> ExitStatus | None:
+        """How the command ended, if the shim reaped it before it vanished."""
+        record = read_exit_record(exit_record_path_for(self._log_path), self._pid)
+        if record is not None:
+            _log.warning(
+                "runtime.exit_record_used",
+                pid=self._pid,
+                log=self._log_path,
+                exit_code=record.exit_code,
+                signal=record.signal,
+            )
+        return record
+
     def _follow(self) -> None:
         delay = MIN_DELAY
         next_liveness = 0.0
@@ -337,6 +360,7 @@ class ProcessRun:
                     if ended:
                         if status is None:  # the shim vanished: its tree goes before the news
                             _kill_remnants(self._pid, self._create_time, self._log_path)
+                            status = self._exit_record()
                         self._finish(status)
                         return
                 if self._idle(delay):

@@ -1,7 +1,7 @@
 /* The shim every attempt runs under, in C: the same contract as forge/runtimes/shim.py.
 
-    forge-shim --status STATUS --log LOG [--record FILE] [--cwd DIR] [--timeout S] [--grace S]
-        [--mask-env NAME ...] [--env-stdin] -- argv...
+    forge-shim --status STATUS --log LOG [--record FILE] [--exit-record FILE] [--cwd DIR]
+        [--timeout S] [--grace S] [--mask-env NAME ...] [--env-stdin] -- argv...
 
 forge/runtimes/native_shim.py builds this file with the system C compiler on first use (libc
 only) and forge/runtimes/process.py runs it in place of the Python shim, which starts in ~30 ms
@@ -19,9 +19,14 @@ a few hundred kB. Every behaviour is the Python shim's, and one contract suite
 * stops the child's group after `--timeout` s (SIGTERM, SIGKILL after `--grace`), not counting
   the time the child spends stopped;
 * forwards SIGTERM, SIGINT and SIGHUP to the child's group;
-* once the child has exited, kills what is left of its group and every process reparented to
-  the shim, then writes STATUS atomically (tmp + rename) as JSON: pid, exit_code, signal,
-  timed_out, stop_signal, started_at, ended_at, spawn_error.
+* the moment it reaps the child, writes the exit record (`--exit-record FILE`) atomically
+  (tmp + rename): the JSON of STATUS below, ended_at the time of the reap, spawn_error null;
+* then kills what is left of the child's group and every process reparented to the shim,
+  drains the output, and writes STATUS atomically (tmp + rename) as JSON: pid, exit_code,
+  signal, timed_out, stop_signal, started_at, ended_at, spawn_error; STATUS is the authority,
+  and the exit record is removed once it is written;
+* test hook: with FORGE_SHIM_TEST_HOLD_AFTER_EXIT=S in its own environment (never set by the
+  daemon, which starts the shim with an empty one), sleeps S seconds after the exit record.
 
 The secret shapes are matched by hand, not with <regex.h>: POSIX regexes have no look-behind,
 look-ahead or \b and pick the leftmost-longest match where Python picks the leftmost-first.
@@ -612,7 +617,7 @@ static const char *env_get(char **env, const char *name) {
 /* ---------------------------------------------------------------- options */
 
 typedef struct {
-    const char *status, *log, *record, *cwd;
+    const char *status, *log, *record, *exit_record, *cwd;
     double timeout, grace;
     int has_timeout, env_stdin;
     const char **mask_env;
@@ -622,8 +627,8 @@ typedef struct {
 
 static void usage(const char *why) {
     fprintf(stderr,
-            "usage: forge-shim --status STATUS --log LOG [--record FILE] [--cwd DIR] "
-            "[--timeout S] [--grace S] [--mask-env NAME] [--env-stdin] -- argv...\n"
+            "usage: forge-shim --status STATUS --log LOG [--record FILE] [--exit-record FILE] "
+            "[--cwd DIR] [--timeout S] [--grace S] [--mask-env NAME] [--env-stdin] -- argv...\n"
             "forge-shim: error: %s\n",
             why);
     exit(2);
@@ -673,6 +678,8 @@ static void parse_args(int argc, char **argv, Options *o) {
             o->log = value;
         else if (OPT("--record"))
             o->record = value;
+        else if (OPT("--exit-record"))
+            o->exit_record = value;
         else if (OPT("--cwd"))
             o->cwd = value;
         else if (OPT("--timeout")) {
@@ -821,18 +828,37 @@ static Options opts;
 static Buf recorded = {0}; /* the record file's last content */
 static int have_recorded = 0;
 
-static void replace_file(const char *path, const char *data, size_t len, mode_t mode) {
+/* Write `path` atomically (a temporary file, then rename): 0, or -1 with errno set. */
+static int try_replace_file(const char *path, const char *data, size_t len, mode_t mode) {
     Buf tmp = {0};
     buf_str(&tmp, path);
     buf_str(&tmp, ".tmp");
-    int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        die("cannot write %s: %s", tmp.data, strerror(errno));
-    write_all(fd, data, len);
-    close(fd);
-    if (rename(tmp.data, path) != 0)
-        die("cannot rename %s: %s", tmp.data, strerror(errno));
+    int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode), ok = fd >= 0;
+    while (ok && len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        ok = n > 0;
+        if (ok) {
+            data += n;
+            len -= (size_t)n;
+        }
+    }
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    if (ok && rename(tmp.data, path) != 0) {
+        ok = 0;
+        saved = errno;
+    }
     free(tmp.data);
+    errno = saved;
+    return ok ? 0 : -1;
+}
+
+static void replace_file(const char *path, const char *data, size_t len, mode_t mode) {
+    if (try_replace_file(path, data, len, mode) != 0)
+        die("cannot write %s: %s", path, strerror(errno));
 }
 
 /* Reap ended orphans; write the shim's children (PID, start ticks) when they change. */
@@ -1063,31 +1089,59 @@ static pid_t spawn(char **env, int out_write, Buf *error) {
 static double started_at;
 static int timed_out = 0;
 
+/* The JSON of the status file (and of the exit record), ended now. */
+static void report(Buf *j, int exited, int exit_code, int killed_by, const char *error) {
+    buf_fmt(j, "{\"pid\": %d, \"exit_code\": ", (int)getpid());
+    if (exited)
+        buf_fmt(j, "%d", exit_code);
+    else
+        buf_str(j, "null");
+    if (killed_by)
+        buf_fmt(j, ", \"signal\": %d", killed_by);
+    else
+        buf_str(j, ", \"signal\": null");
+    buf_fmt(j, ", \"timed_out\": %s, \"stop_signal\": ", timed_out ? "true" : "false");
+    if (stop_signal)
+        buf_fmt(j, "%d", (int)stop_signal);
+    else
+        buf_str(j, "null");
+    buf_fmt(j, ", \"started_at\": %.6f, \"ended_at\": %.6f, \"spawn_error\": ", started_at, wall_clock());
+    if (error)
+        json_str(j, error);
+    else
+        buf_str(j, "null");
+    buf_str(j, "}");
+}
+
+/* How the child ended, on disk before anything else happens (see the comment at the top). */
+static void write_exit_record(int status) {
+    if (opts.exit_record == NULL)
+        return;
+    Buf j = {0};
+    if (WIFSIGNALED(status))
+        report(&j, 0, 0, WTERMSIG(status), NULL);
+    else
+        report(&j, 1, WEXITSTATUS(status), 0, NULL);
+    if (try_replace_file(opts.exit_record, j.data, j.len, 0600) != 0) /* the status follows */
+        fprintf(stderr, "forge-shim: cannot write %s: %s\n", opts.exit_record, strerror(errno));
+    free(j.data);
+    const char *hold = getenv("FORGE_SHIM_TEST_HOLD_AFTER_EXIT");
+    double seconds = hold ? strtod(hold, NULL) : 0;
+    if (seconds > 0) {
+        struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+}
+
 static int finish(int exited, int exit_code, int killed_by, const char *error) {
     Buf j = {0};
-    buf_fmt(&j, "{\"pid\": %d, \"exit_code\": ", (int)getpid());
-    if (exited)
-        buf_fmt(&j, "%d", exit_code);
-    else
-        buf_str(&j, "null");
-    if (killed_by)
-        buf_fmt(&j, ", \"signal\": %d", killed_by);
-    else
-        buf_str(&j, ", \"signal\": null");
-    buf_fmt(&j, ", \"timed_out\": %s, \"stop_signal\": ", timed_out ? "true" : "false");
-    if (stop_signal)
-        buf_fmt(&j, "%d", (int)stop_signal);
-    else
-        buf_str(&j, "null");
-    buf_fmt(&j, ", \"started_at\": %.6f, \"ended_at\": %.6f, \"spawn_error\": ", started_at, wall_clock());
-    if (error)
-        json_str(&j, error);
-    else
-        buf_str(&j, "null");
-    buf_str(&j, "}");
+    report(&j, exited, exit_code, killed_by, error);
     replace_file(opts.status, j.data, j.len, 0600);
     if (opts.record != NULL)
         unlink(opts.record); /* the status says it all now */
+    if (opts.exit_record != NULL)
+        unlink(opts.exit_record);
     if (error)
         return 127;
     return exited ? exit_code : 128 + killed_by;
@@ -1176,7 +1230,9 @@ static int supervise(int log, int pipe_fd, Masker *mk, ShapeMasker *sm) {
         last_check = now;
         if (!known) {
             if (poll_child(pid, &status, &clock)) {
-                known = 1; /* the child is gone: its background and daemonized processes too */
+                known = 1;
+                write_exit_record(status);
+                /* the child is gone: its background and daemonized processes go with it */
                 kill_leftovers();
                 draining = 1;
                 drain_until = monotonic() + DRAIN_AFTER_EXIT;

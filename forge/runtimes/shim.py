@@ -1,7 +1,8 @@
 """The shim every attempt runs under: a tiny supervisor that outlives the daemon.
 
-    python -I -S forge/runtimes/shim.py --status STATUS --log LOG [--record FILE] [--cwd DIR]
-        [--timeout S] [--grace S] [--mask-env NAME ...] [--env-stdin] -- argv...
+    python -I -S forge/runtimes/shim.py --status STATUS --log LOG [--record FILE]
+        [--exit-record FILE] [--cwd DIR] [--timeout S] [--grace S] [--mask-env NAME ...]
+        [--env-stdin] -- argv...
 
 (`python -m forge.runtimes.shim ...` works too.) The daemon starts the shim in a new session,
 so that killing the daemon, even with SIGKILL, neither kills nor SIGPIPEs the agent. The shim:
@@ -23,10 +24,20 @@ so that killing the daemon, even with SIGKILL, neither kills nor SIGPIPEs the ag
 * stops the child's process group after `--timeout` seconds (SIGTERM, then SIGKILL after
   `--grace`); time the child spends stopped (SIGSTOP) does not count;
 * forwards SIGTERM, SIGINT and SIGHUP it receives to the child's process group;
-* when the child has exited, kills what is left of its process group and every process
-  reparented to it (background and daemonized processes must not outlive their attempt) and
-  writes STATUS atomically (temporary file, then rename) as JSON: pid, exit_code, signal,
-  timed_out, stop_signal, started_at, ended_at, spawn_error.
+* the moment it reaps the child, writes the exit record (`--exit-record FILE`) atomically
+  (temporary file, then rename): the same JSON as STATUS below, `ended_at` the time of the
+  reap and `spawn_error` null. Should the shim be killed during what follows (up to a few
+  seconds), the runtime learns from it how the command ended instead of losing its status;
+* then kills what is left of the child's process group and every process reparented to it
+  (background and daemonized processes must not outlive their attempt), drains the output,
+  and writes STATUS atomically (temporary file, then rename) as JSON: pid, exit_code, signal,
+  timed_out, stop_signal, started_at, ended_at, spawn_error. STATUS is the authority: once it
+  is written, the exit record is removed.
+
+Test hook: with FORGE_SHIM_TEST_HOLD_AFTER_EXIT=S in the shim's *own* environment (the daemon
+starts it with an empty one; the command's mapping comes over stdin and is not looked at), the
+shim sleeps S seconds right after writing the exit record, so that a test can kill it in that
+window deterministically (tests/runtimes/test_exit_record.py).
 
 Only the standard library is used: the shim starts with `-I -S` (no site-packages) to start
 fast and to ignore any PYTHON* variable of the agent's environment.
@@ -56,6 +67,7 @@ _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _CLEANUP_TIMEOUT = 5.0  # how long to keep killing what is left once the child has ended
 _MAX_HELD_LINE = 1 << 16  # an unfinished line longer than this is written up to its last blank
 _PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+_TEST_HOLD = "FORGE_SHIM_TEST_HOLD_AFTER_EXIT"  # tests only: seconds to sleep after the record
 
 # The secret shapes of `events.redact` (the shim imports nothing outside the standard library);
 # tests/runtimes/test_shim_masking.py pins them equal to that module's patterns.
@@ -241,8 +253,9 @@ class Shim:
             if status is None:
                 status, stopped_since, deadline = self._poll(child.pid, stopped_since, deadline)
                 if status is not None:
-                    # the child is gone: its background and daemonized processes go with it
                     child.returncode = 0  # reaped here; keeps Popen from waiting again
+                    self._write_exit_record(*_ending(status))
+                    # the child is gone: its background and daemonized processes go with it
                     self._kill_leftovers()
                     drain_until = time.monotonic() + _DRAIN_AFTER_EXIT
                     continue
@@ -259,9 +272,7 @@ class Shim:
                 self._signal_group(signal.SIGKILL)
         _write_all(log, self.shapes.feed(self.masker.flush()) + self.shapes.flush())
         assert status is not None
-        if os.WIFSIGNALED(status):
-            return None, os.WTERMSIG(status)
-        return os.waitstatus_to_exitcode(status), None
+        return _ending(status)
 
     def _poll(
         self, pid: int, stopped_since: float | None, deadline: float | None
@@ -333,28 +344,57 @@ class Shim:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.child.pid, signum)
 
+    def _report(self, exit_code: int | None, killed_by: int | None, error: str | None) -> str:
+        """The JSON of the status file (and of the exit record), ended now."""
+        return json.dumps(
+            {
+                "pid": os.getpid(),
+                "exit_code": exit_code,
+                "signal": killed_by,
+                "timed_out": self.timed_out,
+                "stop_signal": self.stop_signal,
+                "started_at": self.started_at,
+                "ended_at": time.time(),
+                "spawn_error": error,
+            }
+        )
+
+    def _write_exit_record(self, exit_code: int | None, killed_by: int | None) -> None:
+        """How the child ended, on disk before anything else happens (see the docstring)."""
+        if self.opts.exit_record is None:
+            return
+        try:
+            _replace_file(self.opts.exit_record, self._report(exit_code, killed_by, None))
+        except OSError as e:  # the status follows: this record only narrows a window
+            print(f"forge-shim: cannot write {self.opts.exit_record}: {e}", file=sys.stderr)
+        with contextlib.suppress(ValueError):  # as the C shim, which reads a bad value as 0
+            time.sleep(float(os.environ.get(_TEST_HOLD) or 0))
+
     def _finish(self, exit_code: int | None, killed_by: int | None, error: str | None) -> int:
-        report = {
-            "pid": os.getpid(),
-            "exit_code": exit_code,
-            "signal": killed_by,
-            "timed_out": self.timed_out,
-            "stop_signal": self.stop_signal,
-            "started_at": self.started_at,
-            "ended_at": time.time(),
-            "spawn_error": error,
-        }
-        tmp = f"{self.opts.status}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w", encoding="utf-8") as f:
-            json.dump(report, f)
-        os.replace(tmp, self.opts.status)
-        if self.opts.record is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.opts.record)  # the status says it all now
+        _replace_file(self.opts.status, self._report(exit_code, killed_by, error))
+        for done in (self.opts.record, self.opts.exit_record):  # the status says it all now
+            if done is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(done)
         if error is not None:
             return 127
         return exit_code if exit_code is not None else 128 + (killed_by or 0)
+
+
+def _ending(status: int) -> tuple[int | None, int | None]:
+    """(exit code, killing signal) of a wait status: one of the two is None."""
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status), None
+
+
+def _replace_file(path: str, text: str) -> None:
+    """Write `path` atomically (0600): a reader sees the old file or the whole new one."""
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _become_subreaper() -> None:
@@ -406,6 +446,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--status", required=True, help="where to write the exit status (JSON)")
     parser.add_argument("--log", required=True, help="the attempt's log file (appended to)")
     parser.add_argument("--record", default=None, help="where to list the shim's children")
+    parser.add_argument(
+        "--exit-record", default=None, help="where to write the exit status once reaped (JSON)"
+    )
     parser.add_argument("--cwd", default=None, help="the child's working directory")
     parser.add_argument("--timeout", type=float, default=None, help="seconds before stopping")
     parser.add_argument("--grace", type=float, default=5.0, help="SIGTERM to SIGKILL, seconds")

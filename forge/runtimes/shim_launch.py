@@ -18,7 +18,12 @@ import psutil
 
 from forge.private_files import private_directory
 from forge.runtimes import native_shim
-from forge.runtimes.logfile import read_status, record_path_for, status_path_for
+from forge.runtimes.logfile import (
+    exit_record_path_for,
+    read_status,
+    record_path_for,
+    status_path_for,
+)
 from forge.runtimes.spawn import spawn_detached
 
 __all__ = ["SHIM_PATH", "find_shim", "launch", "shim_command"]
@@ -43,10 +48,11 @@ def launch(
     status_path = status_path_for(log_path)
     private_directory(os.path.dirname(log_path))  # 0700: attempt logs may hold anything
     record_path = record_path_for(log_path)
-    for stale in (status_path, record_path):  # a stale status would end the new run at once
+    exit_path = exit_record_path_for(log_path)
+    for stale in (status_path, record_path, exit_path):  # a stale status would end the new run
         with contextlib.suppress(FileNotFoundError):
             os.unlink(stale)
-    shim_args = ["--status", status_path, "--record", record_path]
+    shim_args = ["--status", status_path, "--record", record_path, "--exit-record", exit_path]
     shim_args += ["--log", log_path, "--cwd", os.path.abspath(cwd or os.getcwd())]
     shim_args += ["--grace", repr(grace), "--env-stdin"]
     if timeout is not None:
@@ -111,7 +117,8 @@ def find_shim(log_path: str) -> tuple[int, float] | None:
 
     A daemon that died between starting an attempt and recording its start leaves a shim that
     nothing in the log names; the next daemon finds it here (or its status file, if it has
-    ended since) and adopts it instead of running the attempt a second time."""
+    ended since, or its exit record, if it was killed after the command ended) and adopts it
+    instead of running the attempt a second time."""
     target = os.path.abspath(log_path)
     status = read_status(status_path_for(target))
     if status is not None and status.pid:  # it ended while nobody watched: adopt the record
@@ -123,4 +130,7 @@ def find_shim(log_path: str) -> tuple[int, float] | None:
         at = cmdline.index("--log")
         if at + 1 < len(cmdline) and cmdline[at + 1] == target:
             return proc.pid, float(proc.info["create_time"])
-    return None
+    ended = read_status(status_path_for(target))  # ended during the scan?
+    if ended is None and (ended := read_status(exit_record_path_for(target))) is None:
+        return None
+    return (ended.pid, 0.0) if ended.pid else None
