@@ -238,6 +238,8 @@ def _show(x: TaskState) -> str:
         ("timeout", d.timeout),
         ("retry on exit", "yes" if d.retry_on_exit else ""),
         ("model", d.model),
+        ("image", d.image),
+        ("network", d.network if d.runtime == "container" else None),
         ("worktree", x.workspace),
         ("branch", x.branch),
         ("session", x.session_id),

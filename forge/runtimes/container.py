@@ -143,13 +143,14 @@ class ContainerRun:
         return outcome
 
     def _killed(self, outcome: Outcome) -> Outcome:
-        """The command was SIGKILLed inside its container: by the kernel for memory, if the
-        engine says so (it cannot tell on cgroup v1: then the reason says what is likely)."""
+        """The command was SIGKILLed inside its container: by the kernel for memory (`oom`) if
+        the engine says so; it cannot tell on cgroup v1, where the reason says what is likely
+        and the failure stays `exit`."""
         limit = self._memory_mb
         if self._engine.oom_killed(self._name):
             at = f" at its limit of {limit} MiB" if limit is not None else ""
             reason = f"out of memory: the kernel killed it{at}"
-            return msgspec.structs.replace(outcome, failure="crash", reason=reason)
+            return msgspec.structs.replace(outcome, failure="oom", reason=reason)
         if limit is None:
             return outcome
         reason = (
