@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -123,19 +123,39 @@ def failover_retry(config: RedisSettings) -> Retry:
     return Retry(ExponentialBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE), retries)
 
 
+def _sentinel_failure(sentinel: Sentinel, service: str) -> str:
+    """Why no master was found, in one short line (redis-py's message holds client reprs)."""
+    reasons = []
+    for node in sentinel.sentinels:
+        try:
+            node.ping()
+        except (redis.RedisError, OSError) as e:
+            reasons.append(_reason(e))
+    if len(reasons) == len(sentinel.sentinels):
+        return "no sentinel answers: " + "; ".join(reasons)
+    return f"no sentinel knows a master of service {service!r} that is up"
+
+
 def _sentinel_client(config: RedisSettings, target: RedisTarget, options: dict[str, Any]) -> Any:
     timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
     tls = {k: v for k, v in options.items() if k.startswith("ssl")}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis.sentinel is untyped
         list(target.sentinels),
-        sentinel_kwargs={**timeouts, **tls, "password": config.sentinel_password},
+        # no retries of its own: a sentinel that does not answer is skipped for the next one
+        sentinel_kwargs={
+            **timeouts,
+            **tls,
+            "password": config.sentinel_password,
+            "retry": Retry(NoBackoff(), 0),
+        },
     )
     try:
         sentinel.discover_master(target.service)  # type: ignore[no-untyped-call]  # once: fail fast
-    except (redis.RedisError, OSError) as e:
+    except (redis.RedisError, OSError):
+        reason = _sentinel_failure(sentinel, target.service)
         sentinel.close()
         raise StoreUnavailable(
-            f"cannot reach Redis at {redact_url(config.url or '')}: {_reason(e)}"
+            f"cannot reach Redis at {redact_url(config.url or '')}: {reason}"
         ) from None
     return sentinel.master_for(  # type: ignore[no-untyped-call]
         target.service,

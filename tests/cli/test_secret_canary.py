@@ -86,3 +86,35 @@ def test_the_attempt_log_file_holds_no_canary_secret(ran: dict[str, str]) -> Non
     text = Path(shown["log_path"]).read_text()
     assert "env=***" in text  # the agent printed the allow-listed secret, masked
     assert _leaks(text) == []
+
+
+REDIS_PASSWORD = "Canary-Redis-Pw-6e2b"
+SENTINEL_PASSWORD = "Canary-Sentinel-Pw-0c4d"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://forge:{REDIS_PASSWORD}@127.0.0.1:1/0",
+        f"rediss://forge:{REDIS_PASSWORD}@127.0.0.1:1/0",
+        f"redis+sentinel://forge:{REDIS_PASSWORD}@127.0.0.1:1,127.0.0.1:2/forge",
+    ],
+)
+def test_no_command_prints_a_redis_password(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """The passwords of a production Redis (docs/redis.md) reach neither what a command
+    prints nor the line it fails with, when the server cannot be reached."""
+    monkeypatch.setenv("FORGE_REDIS_URL", url)
+    monkeypatch.setenv("FORGE_REDIS_SENTINEL_PASSWORD", SENTINEL_PASSWORD)
+    results = [
+        invoke(["status"]),
+        invoke(["task", "submit", "--command", "true"]),
+        invoke(["config", "show"]),
+        invoke(["config", "show", "--json"]),
+    ]
+
+    assert [r.exit_code for r in results] == [1, 1, 0, 0]
+    for result in results:
+        text = result.stdout + result.stderr
+        assert REDIS_PASSWORD not in text
+        assert SENTINEL_PASSWORD not in text
+    assert "forge:***@127.0.0.1:1" in results[0].stderr

@@ -113,7 +113,7 @@ class RedisSet:
     ) -> RedisProcess:
         port = free_port()
         lines = ["save ''", "appendonly yes", f"appendfsync {appendfsync}"]
-        lines += ["repl-diskless-sync-delay 0", *config]
+        lines += ["repl-diskless-sync-delay 0"]
         if password:
             lines += [f"requirepass {password}", f"masterauth {password}"]
         client_tls: dict[str, Any] = {}
@@ -127,6 +127,8 @@ class RedisSet:
                 "tls-auth-clients optional",
             ]
             client_tls = {"ssl": True, "ssl_ca_certs": str(tls.ca)}
+            client_tls |= {"ssl_certfile": str(tls.client_cert), "ssl_keyfile": str(tls.client_key)}
+        lines += config  # last: they override the above
         process = RedisProcess(self.root / (name or f"r{port}"), port, lines, tls=client_tls)
         process.password = password
         self.processes.append(process)

@@ -1,0 +1,117 @@
+"""Redis Sentinel against real processes: one master, one replica and ONE sentinel with quorum 1
+(enough to elect itself, and quick; production runs three). Forge connects through the
+`redis+sentinel://` URL, a failover happens during a run of submits, and with
+`appendfsync always` and `redis.wait_replicas = 1` nothing that was acknowledged is lost.
+
+The timing here is Sentinel's, not asserted: the old master goes on accepting writes until
+Sentinel turns it into a replica (its next INFO, up to 10 s later); Forge's WAIT refuses to
+acknowledge those (no replica confirms them), so they fail instead of vanishing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from events.errors import StoreError
+from events.store import EventStore
+from forge.connection import connect
+from forge.settings import load_settings
+from forge.submit import TaskRequest, plan, submit
+from tests.redis_prod.conftest import forge, forge_env, one_error_line
+from tests.redis_prod.servers import RedisProcess, RedisSet
+
+PASSWORD = "sentinel-Canary-9e0a"
+SERVICE = "forge"
+WAIT = 30.0
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _replicated_set(servers: RedisSet) -> tuple[RedisProcess, RedisProcess, RedisProcess]:
+    master = servers.server(password=PASSWORD, appendfsync="always")
+    replica = servers.server(
+        f"replicaof 127.0.0.1 {master.port}", password=PASSWORD, appendfsync="always"
+    )
+    sentinel = servers.sentinel(master, SERVICE, password=PASSWORD)
+    with sentinel.client() as s:
+
+        def replica_ready() -> bool:
+            found = s.sentinel_slaves(SERVICE)
+            return bool(found) and all(
+                r["flags"] == "slave" and r.get("master-link-status") == "ok" for r in found
+            )
+
+        _until(replica_ready, "the sentinel to see the replica in sync")
+    return master, replica, sentinel
+
+
+def test_nothing_acknowledged_is_lost_across_a_failover(servers: RedisSet, tmp_path: Path) -> None:
+    _, replica, sentinel = _replicated_set(servers)
+    url = f"redis+sentinel://:{PASSWORD}@127.0.0.1:{sentinel.port}/{SERVICE}"
+    env = forge_env(tmp_path, url, wait_replicas="1", wait_timeout="0.5")
+    settings = load_settings(environ=env)
+    store = EventStore(connect(settings), SERVICE)
+    acked: list[str] = []
+    refused: list[str] = []
+    stop = threading.Event()
+
+    def submitter() -> None:
+        while not stop.is_set():
+            planned = plan(store, [TaskRequest(command="true")], settings)
+            try:
+                acked.extend(submit(store, planned))
+            except StoreError as e:
+                refused.append(str(e))
+
+    thread = threading.Thread(target=submitter)
+    thread.start()
+    try:
+        _until(lambda: len(acked) >= 20, "submits before the failover")
+        with sentinel.client() as s:
+            s.execute_command("SENTINEL", "FAILOVER", SERVICE)
+            _until(
+                lambda: s.sentinel_get_master_addr_by_name(SERVICE)[1] == replica.port,
+                "the replica to be promoted",
+            )
+        switched = len(acked)
+        _until(lambda: len(acked) >= switched + 20, "submits to the new master")
+    finally:
+        stop.set()
+        thread.join(WAIT)
+
+    with replica.client() as new_master:
+        assert new_master.info("replication")["role"] == "master"
+        logged = {e.event.task_id for e in EventStore(new_master, SERVICE).read_from("0-0")}
+    assert [task for task in acked if task not in logged] == []
+    assert all("not acknowledged" in r or "unavailable" in r for r in refused), refused
+    verified = forge(env, "events", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    status = forge(env, "status")
+    assert f"redis+sentinel://:***@127.0.0.1:{sentinel.port}/{SERVICE}" in status.stdout
+    assert PASSWORD not in status.stdout + status.stderr
+
+
+def test_unreachable_sentinels_are_one_line(tmp_path: Path) -> None:
+    env = forge_env(tmp_path, f"redis+sentinel://:{PASSWORD}@127.0.0.1:1,127.0.0.1:2/{SERVICE}")
+
+    line = one_error_line(forge(env, "status"))
+
+    assert "no sentinel answers: Error 111 connecting to 127.0.0.1:1." in line
+    assert PASSWORD not in line
+
+
+def test_an_unknown_service_is_one_line(servers: RedisSet, tmp_path: Path) -> None:
+    master = servers.server()
+    sentinel = servers.sentinel(master, SERVICE)
+    env = forge_env(tmp_path, f"redis+sentinel://127.0.0.1:{sentinel.port}/elsewhere")
+
+    line = one_error_line(forge(env, "status"))
+
+    assert "no sentinel knows a master of service 'elsewhere' that is up" in line
