@@ -77,8 +77,13 @@ def test_container_tasks_run_through_the_daemon(harness: DaemonHarness, image: s
     assert h.forge("task", "logs", bad).stdout == "failing\n"
     assert labelled(h.namespace) == []
 
+    # a daemon stopped while a container runs stops it (SIGTERM through the engine) and leaves
+    # no container behind
+    h.forge("task", "submit", "--runtime", "container", "-c", "echo up; exec sleep 300")
+    h.wait_for("a running container", lambda: labelled(h.namespace, running_only=True))
     assert h.forge("daemon", "stop").returncode == 0
     assert daemon.wait(timeout=30) == 0
+    assert labelled(h.namespace) == []
 
 
 def test_a_container_outlives_a_killed_daemon_and_is_adopted(
