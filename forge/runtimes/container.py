@@ -22,12 +22,14 @@ engine (`--memory`, `--cpus`, `--pids-limit`, `--network none`). See docs/contai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 from collections.abc import Callable
 
 import msgspec
+import psutil
 
 from actors.runtime import (
     FailureClass,
@@ -54,6 +56,7 @@ from forge.runtimes.container_engine import (
 )
 from forge.runtimes.process import ProcessRun, secret_env_names
 from forge.runtimes.tracking import ShimRuntime
+from forge.runtimes.tree import CpuProbe, tree_usage, verified
 from forge.settings import ContainerSettings, Settings
 
 __all__ = ["ContainerRun", "ContainerRuntime"]
@@ -76,6 +79,17 @@ class ContainerRun:
         self._memory_mb = spec.limits.memory_mb if spec.limits is not None else None
         self._lock = threading.Lock()
         self._outcome: Outcome | None = None
+        self._cpu = CpuProbe()
+        self._init_id: tuple[int, float] | None = None  # the container's init: pid, start
+
+    def _init(self) -> psutil.Process | None:
+        """The container's init process on this host, asked of the engine once."""
+        if self._init_id is None:
+            pid = self._engine.init_pid(self._name)
+            with contextlib.suppress(psutil.Error):
+                if pid is not None:
+                    self._init_id = (pid, psutil.Process(pid).create_time())
+        return None if self._init_id is None else verified(*self._init_id)
 
     @property
     def name(self) -> str:
@@ -106,10 +120,18 @@ class ContainerRun:
             return self._outcome
 
     def health(self) -> Health:
-        return self._run.health()
+        """The shim's liveness and output, the memory and CPU of the container's processes."""
+        shim = self._run.health()
+        init = self._init()
+        if not shim.alive or init is None:
+            return shim
+        rss, cpu = self._cpu.sample(init)
+        return msgspec.structs.replace(shim, rss_bytes=rss, cpu_percent=cpu)
 
     def resource_usage(self) -> ResourceUsage:
-        return self._run.resource_usage()
+        """The command's processes in the container (its init, the engine's, not counted)."""
+        init = self._init()
+        return ResourceUsage() if init is None else tree_usage(init)
 
     def pause(self) -> None:
         """Freeze the container (and stop the shim's clock)."""

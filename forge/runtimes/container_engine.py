@@ -140,6 +140,12 @@ class Engine(msgspec.Struct, frozen=True, kw_only=True):
             )
         raise ContainerUnavailable(f"{self.kind} cannot be used: {said or 'no reason given'}")
 
+    def init_pid(self, name: str) -> int | None:
+        """The host PID of the running container's first process (its init), if it runs."""
+        done = self.call("inspect", "--format", "{{.State.Pid}}", name)
+        pid = done.stdout.strip()
+        return int(pid) if done.returncode == 0 and pid.isdigit() and int(pid) > 0 else None
+
     def oom_killed(self, name: str) -> bool:
         """Whether the kernel killed container `name` for memory (False if it is gone)."""
         done = self.call("inspect", "--format", "{{.State.OOMKilled}}", name)

@@ -87,6 +87,10 @@ def test_limits_and_network_reach_the_container(tmp_path: Path, image: str, name
     assert config["NanoCpus"] == 500_000_000
     assert config["PidsLimit"] == 32
     assert labelled(namespace, running_only=True) == [handle.name]
+    usage = handle.resource_usage()  # the container's processes, not the engine's client
+    assert usage.processes == 1  # sleep, under the container's init
+    assert 0 < usage.rss_bytes < 48 * 2**20
+    assert handle.health().alive
 
     handle.terminate(grace=5.0)  # the engine forwards SIGTERM to the container's init
     assert ended(handle).failure == "cancelled"
