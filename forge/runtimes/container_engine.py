@@ -50,6 +50,9 @@ _CALL_TIMEOUT = 60.0  # seconds: an engine call that takes longer is stuck
 # variables that describe the host, not the task: the image's own values stand
 HOST_ONLY_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "PWD"})
 _SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+# images found at submit, and when: a tasks file of many tasks on one image asks the engine once
+_images_seen: dict[tuple[str, str], float] = {}
+_SEEN_FOR = 30.0  # seconds
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -255,8 +258,11 @@ def submitted_image(
         )
     if not chosen.strip() or chosen.startswith("-") or any(c.isspace() for c in chosen):
         raise InvalidTask(f"{where}image {chosen!r} is not an image name")
-    try:
-        find_engine(settings.engine).check_image(chosen)
-    except ContainerUnavailable as e:
-        raise InvalidTask(f"{where}{e}") from None
+    key = (settings.engine, chosen)
+    if time.monotonic() - _images_seen.get(key, -_SEEN_FOR) >= _SEEN_FOR:
+        try:
+            find_engine(settings.engine).check_image(chosen)
+        except ContainerUnavailable as e:
+            raise InvalidTask(f"{where}{e}") from None
+        _images_seen[key] = time.monotonic()
     return chosen

@@ -17,6 +17,7 @@ import psutil
 from actors.runtime import Outcome, RunHandle, TaskSpec
 from events.event_base import Limits
 from forge.runtimes.container import ContainerRun, ContainerRuntime
+from forge.settings import ContainerSettings
 from tests.container.conftest import labelled
 from tests.runtimes.conftest import WAIT, Collector
 
@@ -55,15 +56,20 @@ def test_output_exit_code_and_the_mounted_working_directory(
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    runtime = ContainerRuntime(namespace=namespace)
+    settings = ContainerSettings(run_args=["--hostname", "forge-box"])  # extra `run` arguments
+    runtime = ContainerRuntime(settings, namespace=namespace)
     sink = Collector()
-    command = 'pwd; echo "$GREETING"; echo "${HOME:-no home}"; echo made > made.txt; exit 3'
+    command = (
+        'pwd; echo "$GREETING"; echo "${HOME:-no home}"; cat /etc/hostname; '
+        "echo made > made.txt; exit 3"
+    )
     handle = runtime.execute(spec(tmp_path, image, command, cwd=str(work)), sink)
     outcome = ended(handle)
     assert (outcome.ok, outcome.failure, outcome.exit_code) == (False, "exit", 3)
     lines = sink.lines()
-    assert lines[:2] == [str(work), "hello from the host"]  # the host's HOME stays out
-    assert lines[2] != os.environ.get("HOME")
+    assert lines[:2] == [str(work), "hello from the host"]
+    assert lines[2] != os.environ.get("HOME")  # the host's HOME stays out
+    assert lines[3] == "forge-box"
     assert (work / "made.txt").read_text() == "made\n"  # the directory is the host's own
     assert labelled(namespace) == []
 
