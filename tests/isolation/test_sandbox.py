@@ -17,6 +17,7 @@ import pytest
 
 from forge.runtimes.workspace import GitWorkspaces
 from tests.isolation.conftest import Home, needs_bwrap
+from tests.runtimes.conftest import Collector
 
 pytestmark = needs_bwrap
 
@@ -156,3 +157,27 @@ def test_an_unknown_program_fails_the_attempt_visibly(home: Home, tmp_path: Path
     outcome, lines = home.run(spec)
     assert not outcome.ok
     assert any("no-such-program-forge" in line for line in lines), lines
+
+
+def test_declared_extra_directories_are_writable(home: Home, tmp_path: Path) -> None:
+    work, extra = tmp_path / "work", tmp_path / "extra"
+    work.mkdir()
+    extra.mkdir()
+    code = f"open({str(extra / 'shared.txt')!r}, 'w').write('extra')"
+    spec = home.spec(_program(code), work, sandbox=True, add_dirs=[str(extra)])
+    outcome, lines = home.run(spec)
+    assert outcome.ok, (outcome, lines)
+    assert (extra / "shared.txt").read_text() == "extra"
+
+
+def test_a_cancel_reaches_the_sandboxed_command(home: Home, tmp_path: Path) -> None:
+    script = "trap 'echo got TERM; exit 3' TERM; echo up; sleep 60 & wait"
+    spec = home.spec(["/bin/sh", "-c", script], tmp_path, sandbox=True)
+    sink = Collector()
+    handle = home.runtime.execute(spec, sink)
+    sink.wait_for_line(lambda line: line == "up")
+    handle.terminate(grace=30.0)  # no SIGKILL within the test: the SIGTERM must do it
+    outcome = handle.wait(20.0)
+    assert outcome is not None
+    assert outcome.failure == "cancelled", outcome
+    assert "got TERM" in sink.lines()
