@@ -63,7 +63,7 @@ def _stopped_bomb(home: Home, tmp_path: Path, sandbox: bool) -> None:
     spec = home.spec(BOMB, tmp_path, limits=Limits(pids=64), sandbox=sandbox)
     sink = Collector()
     handle = home.runtime.execute(spec, sink)
-    shim = handle.pid  # type: ignore[attr-defined]
+    shim = handle.pid
     outcome = handle.wait(WAIT)
     assert isinstance(outcome, Outcome), "the fork bomb was not stopped"
     assert outcome.failure == "unhealthy", outcome
@@ -131,7 +131,7 @@ def test_an_adopted_attempt_keeps_its_limits_and_its_cgroup_is_found_again(
     first = Collector()
     handle = home.runtime.execute(spec, first)
     first.wait_for_line(lambda line: line == "READY")
-    pid, created = handle.pid, handle.create_time  # type: ignore[attr-defined]
+    pid, created = handle.pid, handle.create_time
     home.runtime.cleanup()  # the daemon goes away; the attempt runs on
     dirs = _cgroup_dirs(spec.log_path)
     assert all(os.path.isdir(d) for d in dirs)
