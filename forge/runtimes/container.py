@@ -26,6 +26,7 @@ import contextlib
 import os
 import re
 import threading
+import weakref
 from collections.abc import Callable
 
 import msgspec
@@ -95,6 +96,11 @@ class ContainerRun:
     def name(self) -> str:
         """The container's name."""
         return self._name
+
+    @property
+    def concluded(self) -> bool:
+        """Whether the attempt's outcome is known (and its container removed)."""
+        return self._outcome is not None
 
     @property
     def process(self) -> ProcessRun:
@@ -201,6 +207,8 @@ class ContainerRuntime(ShimRuntime):
         self.namespace = namespace
         self.kill_grace = kill_grace
         self._engine: Engine | None = None
+        # the attempts this runtime follows (weakly: a run is dropped once its outcome is known)
+        self._containers: weakref.WeakSet[ContainerRun] = weakref.WeakSet()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ContainerRuntime:
@@ -259,8 +267,7 @@ class ContainerRuntime(ShimRuntime):
             return CompletedRun(Outcome(ok=False, failure="spawn", reason=f"cannot start: {e}"))
         except ValueError as e:
             return CompletedRun(Outcome(ok=False, failure="invalid", reason=f"cannot start: {e}"))
-        self._track(run)
-        return ContainerRun(run, engine, name, spec)
+        return self._follow(run, engine, name, spec)
 
     def adopt(
         self, spec: TaskSpec, pid: int, create_time: float, sink: Callable[[Notice], None]
@@ -275,19 +282,29 @@ class ContainerRuntime(ShimRuntime):
         if run is None:
             engine.remove(*engine.labelled(self.labels(spec)))
             return None
-        self._track(run)
-        return ContainerRun(
-            run, engine, container_name(self.namespace, spec.task_id, spec.attempt), spec
-        )
+        name = container_name(self.namespace, spec.task_id, spec.attempt)
+        return self._follow(run, engine, name, spec)
 
     def cleanup(self) -> None:
-        """Stop following every run, and remove this namespace's containers that have stopped
-        (their attempts' outcomes are in their status files); running ones are left to the
-        next daemon."""
+        """Stop following every run, and remove the containers of those that have stopped
+        (their outcomes are in their status files); running ones are left to the next daemon.
+        Containers of attempts another daemon (a node of the same namespace) follows are
+        not touched."""
         super().cleanup()
         engine = self._engine
-        if engine is not None:
-            engine.remove(*engine.labelled({LABEL_NAMESPACE: self.namespace}, running=False))
+        with self._lock:
+            names = {run.name for run in self._containers if not run.concluded}
+            self._containers.clear()
+        if engine is not None and names:
+            stopped = engine.labelled({LABEL_NAMESPACE: self.namespace}, running=False)
+            engine.remove(*(n for n in stopped if n in names))
+
+    def _follow(self, run: ProcessRun, engine: Engine, name: str, spec: TaskSpec) -> ContainerRun:
+        self._track(run)
+        container = ContainerRun(run, engine, name, spec)
+        with self._lock:
+            self._containers.add(container)
+        return container
 
 
 def _last_line(log_path: str) -> str:

@@ -182,3 +182,20 @@ def test_adoption_follows_a_running_container_and_a_lost_one_is_removed(
         is None
     )
     assert labelled(namespace) == []
+
+
+def test_cleanup_removes_the_stopped_containers_it_followed_only(
+    tmp_path: Path, image: str, namespace: str
+) -> None:
+    ours, theirs = ContainerRuntime(namespace=namespace), ContainerRuntime(namespace=namespace)
+    mine = ours.execute(spec(tmp_path, image, "echo bye"), Collector())
+    other = theirs.execute(spec(tmp_path, image, "echo bye"), Collector())  # another node's
+    assert isinstance(mine, ContainerRun)
+    assert isinstance(other, ContainerRun)
+    for run in (mine, other):  # ended, but nobody has asked for the outcomes
+        assert run.process.wait(WAIT) is not None
+    assert sorted(labelled(namespace)) == sorted([mine.name, other.name])
+    ours.cleanup()  # the daemon goes away
+    assert labelled(namespace) == [other.name]
+    theirs.cleanup()
+    assert labelled(namespace) == []
