@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench chaos clean
+.PHONY: demo test lint typecheck unit bench chaos chaos-nodes clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(STAMP)
 # stall), with every figure printed next to its target; a few minutes.
 chaos: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos
+
+# Three nodes in network namespaces of their own, one Redis over TCP, 500 tasks under random
+# SIGKILLs and partitions for a minute; every figure next to its target. Needs root.
+chaos-nodes: $(STAMP)
+	$(BIN)/python -m benchmarks.nodes_chaos
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

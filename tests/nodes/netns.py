@@ -305,6 +305,20 @@ class Lab:
         ids: list[str] = msgspec.json.decode(done.stdout)["task_ids"]
         return dict(zip(commands, ids, strict=True))
 
+    def marked(self, name: str, seconds: float) -> str:
+        """A shell command that marks its start and its end in `marks/<name>` around a sleep,
+        so a command that ran to its end twice is seen whatever the log says."""
+        mark = self.marks / name
+        return f"echo start >> {mark}; sleep {seconds:g}; echo end >> {mark}"
+
+    def runs(self, name: str) -> tuple[int, int]:
+        """(starts, ends) marked by the commands of task `name`."""
+        try:
+            lines = (self.marks / name).read_text().split()
+        except FileNotFoundError:
+            return 0, 0
+        return lines.count("start"), lines.count("end")
+
     def log(self) -> NodeLog:
         """Every event of the lab's namespace, read now."""
         store = EventStore(self.client, self.namespace)
@@ -442,6 +456,23 @@ class NodeLog:
             e["task_id"]: e.get("node_id") or agents.get(e["agent_id"], "?")
             for e in self.of("task.completed")
         }
+
+    def story(self, task_id: str) -> str:
+        """How a task's attempts went, from its events (for a failing figure's message)."""
+        agents = self.agent_nodes()
+        parts = []
+        for e in self.events:
+            if e.get("task_id") != task_id or e["type"] == "task.submitted":
+                continue
+            node = e.get("node_id") or agents.get(e.get("agent_id", ""), "")
+            why = e.get("failure") or e.get("reason") or ""
+            parts.append(
+                f"{e['type'].removeprefix('task.')} a{e.get('attempt', '')}"
+                + (f" e{e['epoch']}" if "epoch" in e else "")
+                + (f" {node}" if node else "")
+                + (f" ({why})" if why else "")
+            )
+        return "; ".join(parts)
 
     def epochs(self, node_id: str) -> list[int]:
         """The epochs node `node_id` started with, in order (daemon.started and lease_taken)."""
