@@ -28,6 +28,7 @@ def git_repo(path: Path) -> Path:
 def test_container_tasks_run_through_the_daemon(harness: DaemonHarness, image: str) -> None:
     h = harness
     h.env["FORGE_CONTAINER_IMAGE"] = image  # the default image of tasks that name none
+    h.env["FORGE_ORCHESTRATOR_SHUTDOWN_GRACE"] = "0.5"  # running tasks are stopped after it
     repo = git_repo(h.home / "repo")
     missing = h.forge("task", "submit", "--runtime", "container", "--image", "nope:1", "-c", "true")
     assert missing.returncode != 0
