@@ -258,8 +258,8 @@ FIELD_DOCS = {
     "IS_SANDBOX=1, which Claude Code needs to run them as root.",
     "isolation.sandbox": "Run shell and claude tasks in the bubblewrap sandbox unless they say "
     "--no-sandbox.",
-    "isolation.network": "Network of sandboxed tasks: on, off (loopback only) or api (the model "
-    "API; not filtered by host: the network stays on).",
+    "isolation.network": "Network of sandboxed tasks: on, off (loopback only) or api (only the "
+    "model API's host and port, relayed: ANTHROPIC_BASE_URL or api.anthropic.com:443).",
     "isolation.memory": "Memory limit of each attempt's process tree, e.g. 512M or 2G (unset: "
     "none).",
     "isolation.cpus": "CPU share of each attempt, in cores, e.g. 0.5 (unset: none).",

@@ -29,8 +29,8 @@ def isolation_options(func: F) -> F:
         click.option(
             "--network",
             metavar="on|off|api",
-            help="Network of a sandboxed task: on, off (loopback only) or api (the model API; "
-            "not filtered by host) (default: isolation.network).",
+            help="Network of a sandboxed task: on, off (loopback only) or api (the model API's "
+            "host and port only) (default: isolation.network).",
         ),
         click.option(
             "--memory",

@@ -27,7 +27,7 @@ def isolation_lines(d: TaskDefinition) -> list[str]:
     lines = []
     if d.sandbox:
         network = d.network or "on"
-        note = " (not filtered by host: the network is on)" if network == "api" else ""
+        note = " (the model API's host and port only)" if network == "api" else ""
         lines.append(f"sandbox: bubblewrap   network: {network}{note}")
     if limits := limits_text(d):
         lines.append(f"limits: {limits}")

@@ -2,21 +2,27 @@
 (`forge.runtimes.sandbox`) and put under its kernel-enforced limits (`forge.runtimes.cgroups`),
 and how an attempt that hit a limit is reported.
 
-The argv the shim runs becomes `[limits prefix] [bwrap ...] command`: the command joins its
-cgroup, then bubblewrap builds the sandbox and runs it. When the attempt ends, what the kernel
-counted decides the outcome before the cgroup is emptied and removed: a process killed over the
-memory limit makes it `oom`; a fork refused at the process limit makes it `unhealthy`, and a
-watchdog stops such an attempt at once (a fork bomb never ends by itself). The limiter is found
-again from its record beside the log, so an adopted attempt is reported and cleaned up alike.
+The argv the shim runs becomes `[limits prefix] [api relay] [bwrap ...] command`: the command
+joins its cgroup, a sandbox whose network is "api" gets a network namespace with a relay to the
+model API only (`forge.runtimes.netrelay`), then bubblewrap builds the sandbox and runs it.
+When the attempt ends, what the kernel counted decides the outcome before the cgroup is emptied
+and removed: a process killed over the memory limit makes it `oom`; a fork refused at the
+process limit makes it `unhealthy`, and a watchdog stops such an attempt at once (a fork bomb
+never ends by itself). The limiter is found again from its record beside the log, so an
+adopted attempt is reported and cleaned up alike.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -28,9 +34,12 @@ from forge.runtimes.logfile import ExitStatus
 from forge.runtimes.outcome import OutcomeBuilder, default_outcome
 from forge.runtimes.sandbox import bwrap_binary, git_common_dir, sandbox_argv, task_home
 
-__all__ = ["Isolated", "isolate", "limited", "reattach", "watch"]
+__all__ = ["Isolated", "api_target", "isolate", "limited", "reattach", "relay_prefix", "watch"]
 
 WATCH_INTERVAL = 0.1  # seconds between looks at the process limit's counter
+DEFAULT_API = "https://api.anthropic.com"
+RELAY_ADDRESS = "127.0.0.1"  # where the API's host name points inside an "api" sandbox
+NETRELAY = str(Path(__file__).with_name("netrelay.py"))
 
 _log = get_logger(__name__)
 
@@ -62,6 +71,8 @@ def isolate(
         if common is not None:
             writable.append(common)
         home_dir = env.get("HOME")
+        network = spec.network or "on"
+        api = api_target(env) if network == "api" else None
         out = sandbox_argv(
             out,
             bwrap=bwrap_binary(env.get("PATH")),
@@ -69,13 +80,64 @@ def isolate(
             writable=writable,
             hidden=[*hidden, os.path.dirname(os.path.abspath(spec.log_path))],
             home=(task_home(spec.log_path), home_dir) if home_dir else None,
-            network=spec.network or "on",
+            network=network,
+            hosts=None if api is None else _hosts_file(spec.log_path, api[0]),
         )
+        if api is not None:
+            out = relay_prefix(api) + out
     if not _has_limits(spec.limits):
         return Isolated(argv=out)
     assert spec.limits is not None
     limiter = Limiter.create(spec.limits, spec.log_path)
     return Isolated(argv=[*limiter.prefix(), *out], limiter=limiter)
+
+
+def api_target(env: Mapping[str, str]) -> tuple[str, int]:
+    """The model API's host and port: `ANTHROPIC_BASE_URL` of the agent's environment, else
+    Anthropic's. Raises OSError when the sandbox cannot relay to it (an address that is
+    neither a host name nor a loopback address: the sandbox has only `lo`)."""
+    url = urlsplit(env.get("ANTHROPIC_BASE_URL") or DEFAULT_API)
+    host = url.hostname or ""
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    if not host or not port:
+        raise OSError(f"network api: cannot tell the API's host and port from {url.geturl()!r}")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host, port
+    if not (isinstance(address, ipaddress.IPv4Address) and address.is_loopback):
+        raise OSError(f"network api: the API's address {host} is not a name or 127.0.0.0/8")
+    return host, port
+
+
+def relay_prefix(api: tuple[str, int]) -> list[str]:
+    """The argv prefix that gives the sandbox a network of its own with only the API in it."""
+    host, port = api
+    listen = host if _is_ip(host) else RELAY_ADDRESS
+    relay = [sys.executable, "-I", "-S", NETRELAY]
+    return [*relay, "--target", f"{host}:{port}", "--listen", f"{listen}:{port}", "--"]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _hosts_file(log_path: str, host: str) -> str:
+    """The sandbox's /etc/hosts: the API's host name on the relay's address."""
+    path = os.path.join(os.path.dirname(os.path.abspath(log_path)), "hosts")
+    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost"]
+    if not _is_ip(host):
+        lines.append(f"{RELAY_ADDRESS} {host}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
 
 
 def reattach(spec: TaskSpec) -> Limiter | None:

@@ -8,8 +8,8 @@ Claude Code can resume its session), and the daemon's files (`FORGE_HOME`: its l
 Redis socket, every other task's worktree) are hidden under an empty tmpfs. The command runs in
 new PID and IPC namespaces with no capabilities (root inside cannot remount its way out), and
 dies with its parent, the shim. With network "off" it also gets a network namespace of its
-own, holding only `lo`. "api" leaves the network on: bubblewrap cannot filter by host
-(docs/isolation.md).
+own, holding only `lo`; with "api" that namespace is made before bubblewrap runs
+(`forge.runtimes.netrelay`), with a relay to the model API's host and port only.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from forge.private_files import private_directory
 __all__ = ["NETWORKS", "bwrap_binary", "git_common_dir", "sandbox_argv", "task_home"]
 
 NETWORKS = ("on", "off", "api")
-"""What a sandboxed task's network may be: all of it, none (`lo` only), or the model API (the
-network stays on: see the module's docstring)."""
+"""What a sandboxed task's network may be: all of it, none (`lo` only), or the model API's host
+and port only (relayed: see the module's docstring)."""
 
 
 def bwrap_binary(search_path: str | None = None) -> str:
@@ -73,10 +73,13 @@ def sandbox_argv(
     hidden: Sequence[str] = (),
     home: tuple[str, str] | None = None,
     network: str = "on",
+    hosts: str | None = None,
 ) -> list[str]:
     """`argv` wrapped in bubblewrap. `home` is (the directory to use, where it appears: the
     agent's $HOME); `hidden` directories appear empty; `writable` ones besides `cwd` stay
-    writable. The program `argv[0]`, when it lives under a hidden directory, stays visible."""
+    writable. The program `argv[0]`, when it lives under a hidden directory, stays visible.
+    Network "api": the caller has made the network namespace (`forge.runtimes.netrelay`);
+    `hosts` is the /etc/hosts to show (the API's host name on the relay's address)."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r} (known: {', '.join(NETWORKS)})")
     cwd = os.path.abspath(cwd)
@@ -99,4 +102,6 @@ def sandbox_argv(
         args += ["--bind", path, path]
     if network == "off":
         args.append("--unshare-net")
+    if hosts is not None:
+        args += ["--ro-bind", hosts, "/etc/hosts"]
     return [*args, "--chdir", cwd, "--", *argv]

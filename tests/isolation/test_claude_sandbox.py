@@ -1,12 +1,14 @@
 """The REAL claude binary in the sandbox, against the suite's mock Messages API, with
 bypassPermissions (as root: IS_SANDBOX=1, what claude.sandbox sets): the model asks it to write
 in its working directory, to write outside it with Bash and with Write, and to read a sibling
-task's worktree. In the sandbox only the first works; without it, all do (the same script)."""
+task's worktree and to open a socket to a port of the host that is not the API's (network
+"api"). In the sandbox only the first works; without it, all do (the same script)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +34,15 @@ def outside() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A TCP port on the host's loopback that is not the API's."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
 def _tool_results(mock: MockAnthropic) -> list[str]:
     texts = []
     for turn in mock.turns:
@@ -43,7 +54,7 @@ def _tool_results(mock: MockAnthropic) -> list[str]:
 
 @pytest.mark.parametrize("sandbox", [True, False])
 def test_claude_changes_its_worktree_only(
-    tmp_path: Path, mock: MockAnthropic, outside: Path, sandbox: bool
+    tmp_path: Path, mock: MockAnthropic, outside: Path, listener: int, sandbox: bool
 ) -> None:
     forge_home = tmp_path / "forge-home"
     work = forge_home / "worktrees" / "mine"
@@ -58,7 +69,8 @@ def test_claude_changes_its_worktree_only(
         ToolUse(
             "Bash",
             {
-                "command": f"echo out > {outside}/by-bash.txt; cat {sibling}/secret.txt",
+                "command": f"echo out > {outside}/by-bash.txt; cat {sibling}/secret.txt; "
+                f"(exec 3<>/dev/tcp/127.0.0.1/{listener}) && echo NET-OPEN || echo NET-CLOSED",
                 "description": "escape",
             },
             text="2",
@@ -100,8 +112,10 @@ def test_claude_changes_its_worktree_only(
         assert not (outside / "by-write.txt").exists()
         assert "Read-only file system" in results
         assert "the sibling's work" not in results
+        assert "NET-CLOSED" in results  # network "api": the mock's port only
         assert not (user_home / ".claude.json").exists()  # its home was the task's own
     else:
         assert (outside / "by-bash.txt").read_text() == "out\n"
         assert (outside / "by-write.txt").read_text() == "x\n"
         assert "the sibling's work" in results
+        assert "NET-OPEN" in results

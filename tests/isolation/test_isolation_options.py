@@ -13,6 +13,7 @@ from events import types as t
 from events.event_base import Limits
 from forge.errors import InvalidTask
 from forge.isolation import parse_memory
+from forge.runtimes.isolation import api_target
 from tests.cli.helpers import invoke, log_length, one_error_line, store_of
 
 pytestmark = pytest.mark.usefixtures("forge_env")
@@ -85,7 +86,7 @@ def test_task_show_names_the_sandbox_and_the_limits(redis_client: redis.Redis) -
     done = invoke(["task", "submit", "-c", "true", *flags])
     task_id = done.stdout.strip()
     shown = invoke(["task", "show", task_id]).stdout
-    assert "sandbox: bubblewrap   network: api (not filtered by host: the network is on)" in shown
+    assert "sandbox: bubblewrap   network: api (the model API's host and port only)" in shown
     assert "limits: memory 2048 MiB, pids 100" in shown
 
 
@@ -121,3 +122,25 @@ def test_a_bad_settings_default_is_refused_in_one_line(
     assert done.exit_code != 0
     assert "isolation.memory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("base", "target"),
+    [
+        (None, ("api.anthropic.com", 443)),
+        ("https://api.example.com", ("api.example.com", 443)),
+        ("http://127.0.0.1:8080/v1", ("127.0.0.1", 8080)),
+        ("http://localhost", ("localhost", 80)),
+    ],
+)
+def test_the_api_a_network_api_sandbox_reaches(base: str | None, target: tuple[str, int]) -> None:
+    env = {} if base is None else {"ANTHROPIC_BASE_URL": base}
+    assert api_target(env) == target
+
+
+@pytest.mark.parametrize(
+    "base", ["http://10.0.0.5:8080", "http://[::1]:80", "not a url", "http://h:x"]
+)
+def test_an_api_the_sandbox_cannot_relay_to_is_refused(base: str) -> None:
+    with pytest.raises(OSError, match="network api"):
+        api_target({"ANTHROPIC_BASE_URL": base})

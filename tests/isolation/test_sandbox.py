@@ -13,10 +13,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
+import psutil
 import pytest
 
 from forge.runtimes.workspace import GitWorkspaces
-from tests.isolation.conftest import Home, needs_bwrap
+from tests.isolation.conftest import Home, needs_bwrap, wait_until_gone
 from tests.runtimes.conftest import Collector
 
 pytestmark = needs_bwrap
@@ -130,6 +132,45 @@ def test_a_socket_with_the_network_off(
     else:
         assert outcome.ok, (outcome, lines)
         assert "CONNECTED" in lines
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:{port}", "http://localhost:{port}"])
+def test_network_api_reaches_the_api_and_nothing_else(
+    home: Home, tmp_path: Path, listener: int, base: str
+) -> None:
+    """The API's port (by address or by name) is relayed; another port of the host is refused,
+    and no other address has a route. The relay does not outlive the attempt."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(8)
+        targets = [("127.0.0.1", listener), ("localhost", listener)]
+        targets += [("127.0.0.1", other.getsockname()[1]), ("192.0.2.1", 443)]
+        code = (
+            "import socket\n"
+            f"for host, port in {targets!r}:\n"
+            "    try:\n"
+            "        socket.create_connection((host, port), timeout=10).close()\n"
+            "        print(host, port, 'OPEN')\n"
+            "    except OSError as e:\n"
+            "        print(host, port, type(e).__name__)\n"
+        )
+        spec = home.spec(_program(code), tmp_path, sandbox=True, network="api")
+        env = {**spec.env, "ANTHROPIC_BASE_URL": base.format(port=listener)}
+        outcome, lines = home.run(msgspec.structs.replace(spec, env=env))
+        assert outcome.ok, (outcome, lines)
+        assert lines == [
+            f"127.0.0.1 {listener} OPEN",
+            f"localhost {listener} OPEN",
+            f"127.0.0.1 {other.getsockname()[1]} ConnectionRefusedError",
+            "192.0.2.1 443 OSError",  # Network is unreachable
+        ]
+    relays = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "netrelay.py" in (cmdline := " ".join(p.info["cmdline"] or []))
+        and f":{listener} " in cmdline
+    ]
+    assert wait_until_gone(relays) == []
 
 
 def test_tmp_and_home_are_private_and_the_home_is_kept(home: Home, tmp_path: Path) -> None:
