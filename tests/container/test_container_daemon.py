@@ -78,6 +78,15 @@ def test_container_tasks_run_through_the_daemon(harness: DaemonHarness, image: s
     assert h.forge("task", "logs", bad).stdout == "failing\n"
     assert labelled(h.namespace) == []
 
+    # a cancel reaches the command in its container as SIGTERM, and the container goes
+    trap = 'trap "echo got TERM; exit 7" TERM; echo up; while :; do sleep 0.1; done'
+    cancelled = h.forge("task", "submit", "--runtime", "container", "-c", trap).stdout.strip()
+    h.wait_for("its output", lambda: h.forge("task", "logs", cancelled).stdout == "up\n")
+    assert h.forge("task", "cancel", cancelled).returncode == 0
+    h.wait_for("the cancel", lambda: h.state().tasks[cancelled].state == "cancelled")
+    assert h.forge("task", "logs", cancelled).stdout == "up\ngot TERM\n"
+    assert labelled(h.namespace) == []
+
     # a daemon stopped while a container runs stops it (SIGTERM through the engine) and leaves
     # no container behind
     h.forge("task", "submit", "--runtime", "container", "-c", "echo up; exec sleep 300")
