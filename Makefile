@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench chaos chaos-nodes clean
+.PHONY: demo test lint typecheck unit bench chaos chaos-nodes bench-redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(STAMP)
 # stall), with every figure printed next to its target; a few minutes.
 chaos: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos
+
+# What a Redis Sentinel failover loses: everysec vs always, with and without WAIT, a master
+# failed over or killed (real redis-server/redis-sentinel on loopback); a few minutes.
+bench-redis: $(STAMP)
+	$(BIN)/python -m benchmarks.redis_failover
 
 # Three nodes in network namespaces of their own, one Redis over TCP, 500 tasks under random
 # SIGKILLs and partitions for a minute; every figure next to its target. Needs root.

@@ -18,8 +18,9 @@ from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import SSLConnection
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from events.errors import StoreUnavailable
 from events.redact import redact, redact_url
@@ -64,7 +65,8 @@ class ReplicatedRedis(redis.Redis):
         if self.wait_replicas and str(command_name).upper() in WAITED_COMMANDS:
             try:
                 conn.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-                acked = int(self.parse_response(conn, "WAIT"))  # type: ignore[no-untyped-call]
+                # the socket timeout may be shorter than the WAIT
+                acked = int(conn.read_response(timeout=self.wait_timeout_ms / 1000 + 1.0))
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 # not a ConnectionError: redis-py would send the write again
                 raise NotReplicated(f"{command_name} done, but WAIT failed: {e}") from e
@@ -77,6 +79,23 @@ class ReplicatedRedis(redis.Redis):
                     f"in {self.wait_timeout_ms} ms: not acknowledged (it may be lost on failover)"
                 )
         return reply
+
+
+class _SentinelConnection(SentinelManagedConnection):
+    """Asks Sentinel where the master is on every (re)connect. redis-py's own does so only when
+    its pool connects it, not when a command's retry reconnects it, which then goes back to
+    the demoted master until the retries run out (redis/redis-py#3874)."""
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if self._sock is None and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health, retry_socket_connect)
+
+
+class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
+    pass
 
 
 def describe_target(settings: Settings) -> str:
@@ -160,6 +179,7 @@ def _sentinel_client(config: RedisSettings, target: RedisTarget, options: dict[s
     return sentinel.master_for(  # type: ignore[no-untyped-call]
         target.service,
         redis_class=ReplicatedRedis,
+        connection_class=_SentinelSSLConnection if target.tls else _SentinelConnection,
         db=target.db,
         retry=failover_retry(config),
         **options,

@@ -115,3 +115,27 @@ def test_an_unknown_service_is_one_line(servers: RedisSet, tmp_path: Path) -> No
     line = one_error_line(forge(env, "status"))
 
     assert "no sentinel knows a master of service 'elsewhere' that is up" in line
+
+
+def test_a_retried_command_follows_the_master_sentinel_names(
+    servers: RedisSet, tmp_path: Path
+) -> None:
+    """A write that meets the demoted master (READONLY) is retried on the master Sentinel names
+    now, not on the same address again (redis/redis-py#3874, worked around in forge.connection).
+    Sentinel is re-pointed by hand here, at once, instead of by a failover."""
+    old, new = servers.server(), servers.server()
+    sentinel = servers.sentinel(old, SERVICE)
+    url = f"redis+sentinel://127.0.0.1:{sentinel.port}/{SERVICE}"
+    settings = load_settings(environ=forge_env(tmp_path, url, failover_timeout="2"))
+    client = connect(settings)
+    client.set(f"forge:{{{SERVICE}}}:probe", "old")
+    with sentinel.client() as s:
+        s.execute_command("SENTINEL", "REMOVE", SERVICE)
+        s.execute_command("SENTINEL", "MONITOR", SERVICE, "127.0.0.1", new.port, 1)
+    with old.client() as o:
+        o.execute_command("REPLICAOF", "127.0.0.1", new.port)  # writes there: READONLY
+
+    client.set(f"forge:{{{SERVICE}}}:probe", "new")
+
+    with new.client() as n:
+        assert n.get(f"forge:{{{SERVICE}}}:probe") == b"new"
