@@ -5,6 +5,7 @@ FORGE_HOME), and what `forge task show` and `forge top` say of each ending."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from forge.cli.top.widgets import finished_row
+from forge.runtimes.cgroups import Limiter
 from forge.server import EmbeddedServer
 from tests.daemon.conftest import DaemonHarness
 from tests.isolation.conftest import needs_bwrap, needs_cgroups
@@ -90,3 +92,46 @@ def test_limits_and_sandbox_through_the_daemon(harness: DaemonHarness, outside: 
 
     assert h.forge("daemon", "stop").returncode == 0
     assert daemon.wait(timeout=30) == 0
+
+
+def test_a_limited_attempt_outlives_a_killed_daemon_and_is_adopted(harness: DaemonHarness) -> None:
+    """kill -9 of the daemon leaves the attempt running in its cgroup; the next daemon finds
+    the cgroup from the record beside the log, reports the OOM that happens after it took
+    over, and removes the cgroup."""
+    h = harness
+    work = h.home / "work"
+    work.mkdir()
+    code = (
+        "import os, time\n"
+        "print('READY', flush=True)\n"
+        "while not os.path.exists('go'): time.sleep(0.01)\n"
+        "b = bytearray(300 * 2**20)\n"
+    )
+    tasks = h.home / "adopt.toml"
+    tasks.write_text(
+        f"[[task]]\ncommand = {json.dumps([sys.executable, '-I', '-c', code])}\n"
+        f'cwd = {json.dumps(str(work))}\nmemory = "64M"\nmax_attempts = 1\n'
+    )
+    first = h.foreground()
+    h.wait_for("the daemon", lambda: (r := h.files.read()) is not None and r.pid == first.pid)
+    done = h.forge("task", "submit", "--file", str(tasks))
+    assert done.returncode == 0, done.stderr
+    task_id = done.stdout.strip()
+    log = h.home / "logs" / task_id / "attempt-1.log"
+    h.wait_for("the command", lambda: log.exists() and "READY" in log.read_text())
+    limiter = Limiter.load(str(log))
+    assert limiter is not None
+    assert all(os.path.isdir(d) for d in limiter.dirs.values())
+
+    first.kill()
+    first.wait(timeout=10)
+    second = h.foreground()
+    h.wait_for("a new daemon", lambda: (r := h.files.read()) is not None and r.pid == second.pid)
+    (work / "go").write_text("")
+    h.wait_for("the task to fail", lambda: h.state().tasks[task_id].terminal)
+    task = h.state().tasks[task_id]
+    assert (task.state, task.last_failure) == ("failed", "oom")
+    assert len(task.history) == 1  # adopted, not run again
+    assert all(not os.path.exists(d) for d in limiter.dirs.values())
+    assert h.forge("daemon", "stop").returncode == 0
+    assert second.wait(timeout=30) == 0
