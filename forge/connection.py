@@ -157,7 +157,9 @@ def _sentinel_failure(sentinel: Sentinel, service: str) -> str:
 
 def _sentinel_client(config: RedisSettings, target: RedisTarget, options: dict[str, Any]) -> Any:
     timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
-    tls = {k: v for k, v in options.items() if k.startswith("ssl")}
+    tls = {k: v for k, v in options.items() if k.startswith("ssl_")}
+    if target.tls:
+        tls["ssl"] = True  # the sentinels too
     sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis.sentinel is untyped
         list(target.sentinels),
         # no retries of its own: a sentinel that does not answer is skipped for the next one

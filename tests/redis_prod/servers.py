@@ -14,7 +14,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,37 +115,32 @@ class RedisSet:
         lines += ["repl-diskless-sync-delay 0"]
         if password:
             lines += [f"requirepass {password}", f"masterauth {password}"]
-        client_tls: dict[str, Any] = {}
-        if tls is not None:
-            lines += [
-                "port 0",
-                f"tls-port {port}",
-                f"tls-cert-file {tls.server_cert}",
-                f"tls-key-file {tls.server_key}",
-                f"tls-ca-cert-file {tls.ca}",
-                "tls-auth-clients optional",
-            ]
-            client_tls = {"ssl": True, "ssl_ca_certs": str(tls.ca)}
-            client_tls |= {"ssl_certfile": str(tls.client_cert), "ssl_keyfile": str(tls.client_key)}
-        lines += config  # last: they override the above
+        tls_lines, client_tls = _tls(port, tls)
+        lines += [*tls_lines, *config]  # config last: it overrides the above
         process = RedisProcess(self.root / (name or f"r{port}"), port, lines, tls=client_tls)
         process.password = password
         self.processes.append(process)
         return process.start()
 
     def sentinel(
-        self, master: RedisProcess, service: str = "forge", password: str | None = None
+        self,
+        master: RedisProcess,
+        service: str = "forge",
+        password: str | None = None,
+        tls: Certificates | None = None,
     ) -> RedisProcess:
         """A sentinel watching `master` alone (quorum 1), quick to call it down (1 s)."""
         port = free_port()
+        tls_lines, client_tls = _tls(port, tls)
         lines = [
+            *tls_lines,
             f"sentinel monitor {service} {HOST} {master.port} 1",
             f"sentinel down-after-milliseconds {service} 1000",
             f"sentinel failover-timeout {service} 10000",
         ]
         if password:
             lines.append(f"sentinel auth-pass {service} {password}")
-        process = RedisProcess(self.root / f"s{port}", port, lines, sentinel=True)
+        process = RedisProcess(self.root / f"s{port}", port, lines, sentinel=True, tls=client_tls)
         self.processes.append(process)
         return process.start()
 
@@ -156,13 +150,23 @@ class RedisSet:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def redis_set() -> Iterator[RedisSet]:
-    servers = RedisSet()
-    try:
-        yield servers
-    finally:
-        servers.close()
+def _tls(port: int, tls: Certificates | None) -> tuple[list[str], dict[str, Any]]:
+    """The config lines of a TLS-only process on `port` (replication over TLS too, client
+    certificates optional), and the options of a client of it."""
+    if tls is None:
+        return [], {}
+    lines = [
+        "port 0",
+        f"tls-port {port}",
+        f"tls-cert-file {tls.server_cert}",
+        f"tls-key-file {tls.server_key}",
+        f"tls-ca-cert-file {tls.ca}",
+        "tls-auth-clients optional",
+        "tls-replication yes",
+    ]
+    client = {"ssl": True, "ssl_ca_certs": str(tls.ca)}
+    client |= {"ssl_certfile": str(tls.client_cert), "ssl_keyfile": str(tls.client_key)}
+    return lines, client
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from forge.connection import connect
 from forge.settings import load_settings
 from forge.submit import TaskRequest, plan, submit
 from tests.redis_prod.conftest import forge, forge_env, one_error_line
-from tests.redis_prod.servers import RedisProcess, RedisSet
+from tests.redis_prod.servers import RedisProcess, RedisSet, make_certificates
 
 PASSWORD = "sentinel-Canary-9e0a"
 SERVICE = "forge"
@@ -139,3 +139,21 @@ def test_a_retried_command_follows_the_master_sentinel_names(
 
     with new.client() as n:
         assert n.get(f"forge:{{{SERVICE}}}:probe") == b"new"
+
+
+def test_rediss_sentinel_is_tls_to_the_sentinels_and_the_servers(
+    servers: RedisSet, tmp_path: Path
+) -> None:
+    certs = make_certificates(servers.root / "certs")
+    master = servers.server(password=PASSWORD, tls=certs)
+    servers.server(f"replicaof 127.0.0.1 {master.port}", password=PASSWORD, tls=certs)
+    sentinel = servers.sentinel(master, SERVICE, password=PASSWORD, tls=certs)
+    url = f"rediss+sentinel://:{PASSWORD}@localhost:{sentinel.port}/{SERVICE}"
+    files = {"tls_cert": str(certs.client_cert), "tls_key": str(certs.client_key)}
+    env = forge_env(tmp_path, url, tls_ca=str(certs.ca), **files)
+
+    submitted = forge(env, "task", "submit", "--command", "true")
+    refused = forge(forge_env(tmp_path, url, tls_ca=str(certs.other_ca), **files), "status")
+
+    assert submitted.returncode == 0, submitted.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in one_error_line(refused)
