@@ -44,6 +44,9 @@ def _namespace(value: str | None) -> str | None:
 )
 @click.option("--runtime", help="Runtime of the --prompt/--command tasks.")
 @click.option(
+    "--image", help="Image of the --command tasks of the container runtime ([container] image)."
+)
+@click.option(
     "--agents", type=click.IntRange(1, 1000), help="Agents at most (default: the settings')."
 )
 @click.option(
@@ -67,6 +70,7 @@ def run(
     prompts: tuple[str, ...],
     commands: tuple[str, ...],
     runtime: str | None,
+    image: str | None,
     agents: int | None,
     namespace: str | None,
     as_json: bool,
@@ -89,7 +93,9 @@ def run(
         )
     isolation = isolation_fields(flags)  # for --prompt and --command tasks alike
     requests += [TaskRequest(prompt=p, runtime=runtime, **claude, **isolation) for p in prompts]
-    requests += [TaskRequest(command=c, runtime=runtime, **isolation) for c in commands]
+    requests += [
+        TaskRequest(command=c, runtime=runtime, image=image, **isolation) for c in commands
+    ]
     if not requests:
         raise click.UsageError("give a tasks FILE, --prompt or --command")
     if app.overrides.get("logging.level") is None:  # the live display is the output

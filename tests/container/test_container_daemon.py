@@ -139,3 +139,15 @@ def test_a_container_outlives_a_killed_daemon_and_is_adopted(
     assert h.forge("daemon", "stop").returncode == 0
     assert second.wait(timeout=30) == 0
     assert labelled(h.namespace) == []
+
+
+def test_forge_run_runs_container_tasks(harness: DaemonHarness, image: str) -> None:
+    h = harness
+    batch = f"{h.namespace}-run"
+    done = h.forge(
+        "run", "--namespace", batch, "--runtime", "container", "--image", image,
+        "--command", "echo from the batch", "--command", "exit 5",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # one of the two failed
+    assert "1/2 tasks completed" in done.stdout
+    assert labelled(batch) == []
