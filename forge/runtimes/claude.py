@@ -41,7 +41,7 @@ from forge.runtimes.claude_command import (
 from forge.runtimes.claude_stream import ProgressThrottle, StreamParser
 from forge.runtimes.claude_usage import UsageThrottle
 from forge.runtimes.completed import CompletedRun
-from forge.runtimes.isolation import isolate, limited, reattach, watch
+from forge.runtimes.isolation import daemon_paths, isolate, limited, reattach, watch
 from forge.runtimes.logfile import ExitStatus, iter_log_lines
 from forge.runtimes.process import ProcessRun, default_outcome, secret_env_names
 from forge.runtimes.tracking import ShimRuntime
@@ -106,7 +106,7 @@ class ClaudeRuntime(ShimRuntime):
             default_model=runtime.default_model,
             environ=environ,
             approvals=ApprovalServer.from_settings(settings),
-            hidden=[settings.home],
+            hidden=daemon_paths(settings.home, settings.redis.url),
         )
 
     def resolve_binary(self, search_path: str | None = None) -> str:

@@ -34,7 +34,16 @@ from forge.runtimes.logfile import ExitStatus
 from forge.runtimes.outcome import OutcomeBuilder, default_outcome
 from forge.runtimes.sandbox import bwrap_binary, git_common_dir, sandbox_argv, task_home
 
-__all__ = ["Isolated", "api_target", "isolate", "limited", "reattach", "relay_prefix", "watch"]
+__all__ = [
+    "Isolated",
+    "api_target",
+    "daemon_paths",
+    "isolate",
+    "limited",
+    "reattach",
+    "relay_prefix",
+    "watch",
+]
 
 WATCH_INTERVAL = 0.1  # seconds between looks at the process limit's counter
 DEFAULT_API = "https://api.anthropic.com"
@@ -138,6 +147,17 @@ def _hosts_file(log_path: str, host: str) -> str:
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def daemon_paths(home: str, redis_url: str | None) -> list[str]:
+    """What a sandbox hides of the daemon: its home, and the Redis socket when `redis.url` is
+    a unix socket elsewhere (a path socket is reachable whatever the network)."""
+    paths = [home]
+    if redis_url and redis_url.startswith("unix://"):
+        socket_path = urlsplit(redis_url).path
+        if socket_path:
+            paths.append(socket_path)
+    return paths
 
 
 def reattach(spec: TaskSpec) -> Limiter | None:

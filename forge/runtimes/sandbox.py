@@ -77,7 +77,8 @@ def sandbox_argv(
 ) -> list[str]:
     """`argv` wrapped in bubblewrap. `home` is (the directory to use, where it appears: the
     agent's $HOME); `hidden` directories appear empty; `writable` ones besides `cwd` stay
-    writable. The program `argv[0]`, when it lives under a hidden directory, stays visible.
+    writable; a hidden file (the daemon's Redis socket) becomes /dev/null. The program
+    `argv[0]`, when it lives under a hidden directory, stays visible.
     Network "api": the caller has made the network namespace (`forge.runtimes.netrelay`);
     `hosts` is the /etc/hosts to show (the API's host name on the relay's address)."""
     if network not in NETWORKS:
@@ -88,8 +89,11 @@ def sandbox_argv(
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     if home is not None and home[1] not in ("/", ""):
         args += ["--bind", home[0], home[1]]
-    for path in hidden:
-        args += ["--tmpfs", os.path.abspath(path)]
+    for path in map(os.path.abspath, hidden):
+        if os.path.exists(path) and not os.path.isdir(path):  # a file (a socket): /dev/null
+            args += ["--ro-bind", "/dev/null", path]
+        else:  # a directory: empty
+            args += ["--tmpfs", path]
     program = argv[0]
     if os.path.isabs(program):
         real = os.path.realpath(program)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from actors.runtime import FailureClass, Notice, Outcome, RunHandle, TaskSpec
 from forge.runtimes.completed import CompletedRun
-from forge.runtimes.isolation import isolate, limited, reattach, watch
+from forge.runtimes.isolation import daemon_paths, isolate, limited, reattach, watch
 from forge.runtimes.process import ProcessRun, secret_env_names
 from forge.runtimes.tracking import ShimRuntime
 
@@ -39,7 +39,7 @@ class ShellRuntime(ShimRuntime):
     @classmethod
     def from_settings(cls, settings: Settings) -> ShellRuntime:
         """A shell runtime whose sandboxed tasks cannot see the daemon's home."""
-        return cls(hidden=[settings.home])
+        return cls(hidden=daemon_paths(settings.home, settings.redis.url))
 
     def execute(self, spec: TaskSpec, sink: Callable[[Notice], None]) -> RunHandle:
         if not spec.command:

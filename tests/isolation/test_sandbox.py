@@ -17,6 +17,8 @@ import msgspec
 import psutil
 import pytest
 
+from forge.runtimes.isolation import daemon_paths
+from forge.runtimes.shell import ShellRuntime
 from forge.runtimes.workspace import GitWorkspaces
 from tests.isolation.conftest import Home, needs_bwrap, wait_until_gone
 from tests.runtimes.conftest import Collector
@@ -222,3 +224,34 @@ def test_a_cancel_reaches_the_sandboxed_command(home: Home, tmp_path: Path) -> N
     assert outcome is not None
     assert outcome.failure == "cancelled", outcome
     assert "got TERM" in sink.lines()
+
+
+@pytest.mark.parametrize("sandbox", [False, True])
+def test_the_daemons_redis_socket_is_out_of_reach(
+    home: Home, tmp_path: Path, outside: Path, sandbox: bool
+) -> None:
+    """A unix socket is reachable whatever the network: the daemon's, when redis.url names one
+    outside FORGE_HOME, is hidden like FORGE_HOME itself."""
+    path = outside / "redis.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen(8)
+        runtime = ShellRuntime(hidden=daemon_paths(str(home.home), f"unix://{path}"))
+        code = (
+            "import socket\n"
+            f"socket.socket(socket.AF_UNIX).connect({str(path)!r})\n"
+            "print('CONNECTED')"
+        )
+        spec = home.spec(
+            _program(code), tmp_path, sandbox=sandbox, network="off" if sandbox else None
+        )
+        sink = Collector()
+        outcome = runtime.execute(spec, sink).wait(60)
+        runtime.cleanup()
+    assert outcome is not None
+    if sandbox:
+        assert outcome.failure == "exit", outcome
+        assert "CONNECTED" not in sink.lines()
+    else:
+        assert outcome.ok, (outcome, sink.lines())
+        assert "CONNECTED" in sink.lines()
