@@ -42,6 +42,7 @@ from actors.runtime import (
     TaskSpec,
 )
 from events.redact import redact
+from forge.log import get_logger
 from forge.runtimes.completed import CompletedRun
 from forge.runtimes.container_engine import (
     LABEL_ATTEMPT,
@@ -65,6 +66,7 @@ __all__ = ["ContainerRun", "ContainerRuntime"]
 ENGINE_FAILED = 125  # both engines exit with this when they, not the command, failed
 KILLED = 137  # 128 + SIGKILL: how a container the kernel killed for memory exits
 _TAIL_BYTES = 4096
+_log = get_logger(__name__)
 # what the engines' init processes (podman's catatonit, docker's tini) say when the command
 # cannot be executed
 _EXEC_FAILED = re.compile(r"catatonit.*failed to exec pid1|tini.*exec .* failed")
@@ -167,7 +169,8 @@ class ContainerRun:
                     reason = f"the command cannot start in the container: {said}"
                     outcome = msgspec.structs.replace(outcome, failure="spawn", reason=reason)
         finally:
-            self._engine.remove(self._name)
+            if not self._engine.remove(self._name):
+                _log.warning("container.not_removed", container=self._name)
         return outcome
 
     def _killed(self, outcome: Outcome) -> Outcome:
