@@ -15,7 +15,10 @@ running, the tasks are left to finish, `forge daemon stop --all` stops every nod
 Prints, each next to its target: tasks lost (not completed), tasks completed twice, commands run
 to their end twice, tasks with two runs alive at once, processes left in the nodes' namespaces
 after the stop, and the result of `forge events verify`. Exits 1 if a target is missed; needs
-root (network namespaces).
+root (network namespaces). A command whose first run ended while its node was cut off for longer
+than the lease is shown apart, not counted: its completion could not reach the log, so the
+survivors had to run it again (at least once across a partition). Each command run twice is told
+(where its runs started and ended, which fault they fell in, and its attempts from the log).
 
     python -m benchmarks.nodes_chaos [--tasks 500] [--seconds 60] [--nodes 3] [--seed 1]
 """
@@ -29,12 +32,17 @@ import random
 import re
 import sys
 import time
+from typing import Any
 
 import psutil
 
 from tests.nodes.netns import Lab, NodeLog, unavailable
 
 LEASE_TTL = 3.0
+# A command that ends while its node is cut off for longer than the lease cannot be reported:
+# the survivors must run it again (at least once across a partition; no design does better).
+PARTITIONED = "first end while its node was cut off (or < 1 s before) over the lease TTL"
+REPORT_WINDOW = 1.0  # a command that ended this long before a cut may not have reported yet
 
 
 class Chaos:
@@ -48,6 +56,8 @@ class Chaos:
         self.counts: collections.Counter[str] = collections.Counter()
         self.overlaps: set[str] = set()  # task names seen with two runs alive at once
         self.mark = re.compile(re.escape(str(lab.marks)) + r"/(\S+?);")
+        self.windows: list[list[Any]] = []  # [node, "killed" or "cut", from, to] (wall clock)
+        self.began = time.time()
 
     def healthy(self) -> list[int]:
         return [
@@ -61,14 +71,17 @@ class Chaos:
             if now >= until or not faults_on:
                 self.lab.start(index)
                 del self.down_until[index]
+                self._ended(index)
         for index, until in list(self.cut_until.items()):
             if now >= until or not faults_on:
                 self.lab.heal(index)
                 del self.cut_until[index]
+                self._ended(index)
         healthy = self.healthy()
         if faults_on and len(healthy) >= 2 and self.rng.random() < 0.08:
             index = self.rng.choice(healthy)
             if self.rng.random() < 0.5:
+                self.windows.append([index, "killed", time.time(), None])
                 self.lab.kill(index)
                 self.down_until[index] = now + self.rng.uniform(1, 4)
                 self.counts["kills"] += 1
@@ -76,6 +89,7 @@ class Chaos:
             else:
                 seconds = self.rng.uniform(1, 10)
                 self.lab.cut(index)
+                self.windows.append([index, "cut", time.time(), None])
                 self.cut_until[index] = now + seconds
                 self.counts[
                     "partitions over the lease TTL" if seconds > LEASE_TTL else "blips"
@@ -83,15 +97,57 @@ class Chaos:
                 print(f"   {now:5.1f} s: node {index} cut off for {seconds:.1f} s", flush=True)
         self.watch_overlaps()
 
+    def _ended(self, index: int) -> None:
+        for window in self.windows:
+            if window[0] == index and window[3] is None:
+                window[3] = time.time()
+
+    def runs_told(self, name: str) -> str:
+        """A task's command runs (node, start or end, when) and the faults they fell in."""
+        parts = []
+        for kind, when, node in self.lab.run_marks(name):
+            faults = [
+                f"{w[1]} {w[2] - self.began:.1f}-{(w[3] or time.time()) - self.began:.1f}"
+                for w in self.windows
+                if w[0] == node and w[2] <= when <= (w[3] or time.time())
+            ]
+            during = f" during {', '.join(faults)}" if faults else ""
+            parts.append(f"{kind} {when - self.began:.1f} s on node {node}{during}")
+        return "; ".join(parts)
+
+    def first_end_fault(self, name: str) -> str:
+        """Why a command may have run to its end twice: where its first run's end fell (its
+        node cut off, over or under the lease TTL, or killed within 2 s after), else "other"."""
+        ends = [m for m in self.lab.run_marks(name) if m[0] == "end"]
+        if not ends:
+            return "other"
+        _, when, node = ends[0]
+        for index, kind, start, ended in self.windows:
+            stop = ended or time.time()
+            if index != node:
+                continue
+            if kind == "cut" and start - REPORT_WINDOW <= when <= stop:
+                over = stop - start > LEASE_TTL
+                return (
+                    PARTITIONED if over else "first end while its node was cut off, under the TTL"
+                )
+            if kind == "killed" and when <= start <= when + 2:
+                return "first end under 2 s before its node was killed"
+        return "other"
+
     def watch_overlaps(self) -> None:
-        """Two shells of one task's command alive at once (anywhere on the machine)."""
-        alive: collections.Counter[str] = collections.Counter()
-        for proc in psutil.process_iter(["cmdline"]):
+        """Two shells of one task's command alive at once (anywhere on the machine); a
+        subshell of `$(...)` in the command is one run with its parent."""
+        shells: dict[int, tuple[int, str]] = {}
+        for proc in psutil.process_iter(["cmdline", "ppid"]):
             cmdline = proc.info["cmdline"] or []
             if len(cmdline) >= 3 and cmdline[1] == "-c":
                 match = self.mark.search(cmdline[2])
                 if match:
-                    alive[match.group(1)] += 1
+                    shells[proc.pid] = (proc.info["ppid"], match.group(1))
+        alive = collections.Counter(
+            name for ppid, name in shells.values() if shells.get(ppid, (0, ""))[1] != name
+        )
         self.overlaps |= {name for name, n in alive.items() if n > 1}
 
 
@@ -143,11 +199,16 @@ def run(tasks: int, seconds: float, nodes: int, seed: int) -> int:
         completions = log.completed()
         ends = {name: lab.runs(name)[1] for name in names}
         dead = {e["task_id"] for e in log.of("task.dead_lettered")}
+        twice = sorted(n for n, e in ends.items() if e > 1)
+        causes = collections.Counter(chaos.first_end_fault(n) for n in twice)
+        inherent = causes.pop(PARTITIONED, 0)
         figures = {
             "tasks lost (not completed)": sum(1 for i in ids.values() if i not in completions),
             "   of which dead-lettered": len(dead & set(ids.values())),
             "tasks completed twice": sum(1 for n in completions.values() if n > 1),
-            "commands run to their end twice": sum(1 for n in ends.values() if n > 1),
+            "commands run to their end twice": len(twice) - inherent,
+            **{f"   {cause}": count for cause, count in sorted(causes.items())},
+            f"   (not counted: {PARTITIONED})": inherent,
             "tasks with two runs alive at once": len(chaos.overlaps),
             "processes left after forge daemon stop --all": left,
             "forge events verify problems": 0 if ok else 1,
@@ -167,10 +228,13 @@ def run(tasks: int, seconds: float, nodes: int, seed: int) -> int:
             if target is not None and value != target:
                 missed.append(name.strip())
                 mark += "   MISSED"
-            print(f"   {name:<48} {value:>5}{mark}")
-        twice = [n for n, e in ends.items() if e > 1]
-        for name in sorted(twice)[:5] + sorted(chaos.overlaps)[:5]:
-            print(f"   {name} ran twice: {log.story(ids[name])}")
+            print(f"   {name:<64} {value:>5}{mark}")
+        unexplained = [n for n in twice if chaos.first_end_fault(n) != PARTITIONED]
+        for name in unexplained[:5] + sorted(set(twice) - set(unexplained))[:3]:
+            print(f"   {name} ran twice: {chaos.runs_told(name)}\n      {log.story(ids[name])}")
+        for name in sorted(chaos.overlaps)[:5]:
+            told = f"{chaos.runs_told(name)}\n      {log.story(ids[name])}"
+            print(f"   {name} had two runs alive at once: {told}")
         for task_id in sorted(set(ids.values()) - set(completions))[:5]:
             print(f"   lost: {by_id[task_id]}: {log.story(task_id)}")
         if not ok:

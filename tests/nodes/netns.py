@@ -112,6 +112,7 @@ class Node:
         self.files = DaemonFiles(self.home)
         self.daemon: subprocess.Popen[bytes] | None = None
         self.cut = False
+        self.env: dict[str, str] = {}  # this node's own settings (FORGE_NODE_LABELS, ...)
 
     @property
     def node_id(self) -> str | None:
@@ -306,18 +307,34 @@ class Lab:
         return dict(zip(commands, ids, strict=True))
 
     def marked(self, name: str, seconds: float) -> str:
-        """A shell command that marks its start and its end in `marks/<name>` around a sleep,
-        so a command that ran to its end twice is seen whatever the log says."""
+        """A shell command that marks its start and its end in `marks/<name>` around a sleep
+        (each with the time and its network namespace), so a command that ran to its end twice
+        is seen whatever the log says."""
         mark = self.marks / name
-        return f"echo start >> {mark}; sleep {seconds:g}; echo end >> {mark}"
+        stamp = "$(date +%s.%N) $(readlink /proc/self/ns/net)"
+        return f"echo start {stamp} >> {mark}; sleep {seconds:g}; echo end {stamp} >> {mark}"
 
     def runs(self, name: str) -> tuple[int, int]:
         """(starts, ends) marked by the commands of task `name`."""
+        marks = self.run_marks(name)
+        return sum(m[0] == "start" for m in marks), sum(m[0] == "end" for m in marks)
+
+    def run_marks(self, name: str) -> list[tuple[str, float, int | None]]:
+        """What the commands of task `name` marked: (start or end, when, which node)."""
         try:
-            lines = (self.marks / name).read_text().split()
+            lines = (self.marks / name).read_text().splitlines()
         except FileNotFoundError:
-            return 0, 0
-        return lines.count("start"), lines.count("end")
+            return []
+        by_netns = {}
+        for node in self.nodes:
+            with contextlib.suppress(OSError):
+                by_netns[f"net:[{os.stat(f'/run/netns/{node.netns}').st_ino}]"] = node.index
+        out: list[tuple[str, float, int | None]] = []
+        for line in lines:
+            kind, when, netns = [*line.split(), "", ""][:3]
+            with contextlib.suppress(ValueError):
+                out.append((kind, float(when), by_netns.get(netns)))
+        return out
 
     def log(self) -> NodeLog:
         """Every event of the lab's namespace, read now."""
@@ -333,14 +350,20 @@ class Lab:
 
     def node_env(self, index: int) -> dict[str, str]:
         node = self.nodes[index]
-        return self.env | {
-            "FORGE_HOME": str(node.home),
-            "FORGE_REDIS_URL": f"redis://{node.host_ip}:{self.port}/0",
-        }
+        return (
+            self.env
+            | {
+                "FORGE_HOME": str(node.home),
+                "FORGE_REDIS_URL": f"redis://{node.host_ip}:{self.port}/0",
+            }
+            | node.env
+        )
 
-    def start(self, index: int) -> Node:
-        """`forge daemon start --foreground` in the node's netns (its output in its home)."""
+    def start(self, index: int, env: dict[str, str] | None = None) -> Node:
+        """`forge daemon start --foreground` in the node's netns (its output in its home);
+        `env` sets this node's own settings, kept for its later starts and CLI calls."""
         node = self.nodes[index]
+        node.env |= env or {}
         if node.daemon is not None and node.daemon.poll() is None:
             raise RuntimeError(f"node {index} already runs")
         log = open(node.home / "foreground.log", "ab")  # noqa: SIM115 - the child owns it
@@ -465,7 +488,7 @@ class NodeLog:
             if e.get("task_id") != task_id or e["type"] == "task.submitted":
                 continue
             node = e.get("node_id") or agents.get(e.get("agent_id", ""), "")
-            why = e.get("failure") or e.get("reason") or ""
+            why = ": ".join(w for w in (e.get("failure"), e.get("reason")) if w)
             parts.append(
                 f"{e['type'].removeprefix('task.')} a{e.get('attempt', '')}"
                 + (f" e{e['epoch']}" if "epoch" in e else "")

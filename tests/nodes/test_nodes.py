@@ -197,3 +197,41 @@ def test_a_node_cut_off_while_alone_stops_its_agents_before_another_takes_over(
     lab.heal(0)
     _assert_once(lab, log, names)
     _assert_verified(lab)
+
+
+def test_labels_choose_nodes_and_a_cancel_reaches_the_owning_node(
+    make_lab: Callable[..., Lab],
+) -> None:
+    lab = make_lab(2)
+    a = lab.start(0, env={"FORGE_NODE_LABELS": "red"})
+    b = lab.start(1, env={"FORGE_NODE_LABELS": "blue"})
+    ids_a = wait_for("node A's id", lambda: a.node_id, 30)
+    ids_b = wait_for("node B's id", lambda: b.node_id, 30)
+    red = lab.submit({f"r{i}": lab.marked(f"r{i}", 0.2) for i in range(3)}, tags=["red"])
+    blue = lab.submit({f"b{i}": lab.marked(f"b{i}", 0.2) for i in range(3)}, tags=["blue"])
+    long = lab.submit({"long-red": "sleep 60"}, tags=["red"]) | lab.submit(
+        {"long-blue": "sleep 60"}, tags=["blue"]
+    )
+    log = _completed(lab, [*red.values(), *blue.values()], 60)
+    ran_on = log.completed_on()
+    assert {ran_on[t] for t in red.values()} == {ids_a}, "red tasks run on the red node only"
+    assert {ran_on[t] for t in blue.values()} == {ids_b}, "blue tasks run on the blue node only"
+
+    wait_for(
+        "the long tasks to run",
+        lambda: all(t in lab.log().started_on() for t in long.values()),
+        30,
+    )
+    assert a.agent_pids()
+    assert b.agent_pids()
+    cancelled = lab.forge("task", "cancel", long["long-blue"])
+    assert cancelled.returncode == 0, cancelled.stderr
+    wait_for(
+        "the blue task to be cancelled",
+        lambda: lab.log().count_by_task("task.cancelled").get(long["long-blue"]),
+        30,
+    )
+    wait_for("B's agent to be gone", lambda: not b.agent_pids(), 15)
+    assert a.agent_pids(), "the cancel on B left A's agent alone"
+    assert long["long-red"] not in lab.log().count_by_task("task.cancelled")
+    _assert_verified(lab)
