@@ -199,3 +199,11 @@ def test_cleanup_removes_the_stopped_containers_it_followed_only(
     assert labelled(namespace) == [other.name]
     theirs.cleanup()
     assert labelled(namespace) == []
+
+
+def test_a_missing_engine_fails_the_attempt_in_one_line(tmp_path: Path) -> None:
+    runtime = ContainerRuntime(ContainerSettings(engine="podman"), namespace="none")
+    work = msgspec.structs.replace(spec(tmp_path, "any:1", "true"), env={"PATH": "/nonexistent"})
+    outcome = ended(runtime.execute(work, Collector()))
+    assert outcome.failure == "spawn"
+    assert outcome.reason == "no container engine: podman is not installed (not on PATH)"
