@@ -52,6 +52,42 @@ def test_over_the_memory_limit_the_attempt_is_killed_and_recorded_oom(
     assert f"ALLOCATED {300 * 2**20}" in lines
 
 
+TREE = [
+    PY,
+    "-I",
+    "-c",
+    "import subprocess, sys\n"
+    "code = 'import sys; b = bytes([7]) * (40 * 2**20); print(1, flush=True); sys.stdin.readline();"
+    " print(2, flush=True)'\n"
+    "kids = [subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE,"
+    " stdout=subprocess.PIPE) for _ in range(3)]\n"
+    "held = 0\n"
+    "for kid in kids:\n"
+    "    kid.stdout.readline()  # allocated, or killed\n"
+    "for kid in kids:  # each answers only if it is still alive, holding its 40 MiB\n"
+    "    try:\n"
+    "        kid.stdin.write(b'\\n')\n"
+    "        kid.stdin.flush()\n"
+    "    except BrokenPipeError:\n"
+    "        continue\n"
+    "    held += kid.stdout.readline() == b'2\\n'\n"
+    "print('HELD', held)\n"
+    "sys.exit(0 if held == 3 else 1)\n",
+]
+
+
+@needs_cgroups
+def test_the_memory_limit_covers_the_whole_process_tree(home: Home, tmp_path: Path) -> None:
+    """Three children of 40 MiB each, every one under the limit on its own (what an rlimit
+    would check), over it together: the kernel kills one, and the attempt is oom."""
+    outcome, lines = home.run(home.spec(TREE, tmp_path, limits=Limits(memory_mb=64)))
+    assert outcome.failure == "oom", (outcome, lines)
+    assert "HELD 3" not in lines
+    unlimited, lines = home.run(home.spec(TREE, tmp_path))
+    assert unlimited.ok, (unlimited, lines)
+    assert "HELD 3" in lines
+
+
 @needs_cgroups
 @needs_bwrap
 def test_the_memory_limit_holds_in_the_sandbox_too(home: Home, tmp_path: Path) -> None:
