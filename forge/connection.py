@@ -12,6 +12,8 @@ failover that promotes a replica.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.resources
 import math
 from pathlib import Path
 from typing import Any, cast
@@ -31,25 +33,46 @@ from forge.settings import RedisSettings, Settings
 
 __all__ = ["NotReplicated", "ReplicatedRedis", "connect", "describe_target"]
 
-WAITED_COMMANDS = frozenset({"EVALSHA", "EVAL", "XADD"})
-"""What writes the log: the append script, and the consumers' dead letters."""
+APPEND_SCRIPT_SHA = hashlib.sha1(  # noqa: S324 - the name Redis gives the script, not a secret
+    importlib.resources.files("events").joinpath("lua", "append.lua").read_text("utf-8").encode()
+).hexdigest()
+"""The log's append script (events/lua/append.lua), by the hash it is run by: every append to
+the log goes through it. Nothing else waits: the index, snapshots, heartbeats and leases are
+derived from the log or renewed."""
 
 _BACKOFF_BASE, _BACKOFF_CAP = 0.05, 0.5
 _REFUSED_IN_SCRIPT = "can't run this command"  # a command a script calls, refused by ACL
 ACL_HINT = "the Redis user lacks a privilege Forge needs: docs/redis.md lists them"
 
 
-class NotReplicated(redis.exceptions.ResponseError):
-    """Raised when fewer replicas than `redis.wait_replicas` confirm a write in time: it may be
-    lost on a failover, so it is not reported as done (it may still be in the log)."""
+class NotReplicated(redis.ConnectionError):
+    """Raised when fewer replicas than `redis.wait_replicas` confirm an append in time: it may
+    be lost on a failover, so it is not acknowledged (it may still be in the log). A
+    ConnectionError, so that Forge waits it out as an outage of the log."""
+
+
+class _Unconfirmed(redis.ResponseError):
+    """NotReplicated inside redis-py's retry loop, which would send a ConnectionError's
+    command again (appending twice)."""
+
+
+def _appends_to_the_log(args: tuple[Any, ...]) -> bool:
+    name = str(args[0]).upper() if args else ""
+    return name == "EVALSHA" and len(args) > 1 and str(args[1]) == APPEND_SCRIPT_SHA
 
 
 class ReplicatedRedis(redis.Redis):
     """A client that, when `wait_replicas` is set, WAITs for that many replicas after each
-    write to the log, on the connection that wrote it."""
+    append to the log, on the connection that appended."""
 
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except _Unconfirmed as e:
+            raise NotReplicated(str(e)) from None
 
     def _send_command_parse_response(
         self, conn: Any, command_name: Any, *args: Any, **options: Any
@@ -62,21 +85,20 @@ class ReplicatedRedis(redis.Redis):
             if not (refused or _REFUSED_IN_SCRIPT in str(e)):
                 raise
             raise redis.exceptions.NoPermissionError(f"{e} ({ACL_HINT})") from None
-        if self.wait_replicas and str(command_name).upper() in WAITED_COMMANDS:
+        if self.wait_replicas and _appends_to_the_log(args):
             try:
                 conn.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
                 # the socket timeout may be shorter than the WAIT
                 acked = int(conn.read_response(timeout=self.wait_timeout_ms / 1000 + 1.0))
             except (redis.ConnectionError, redis.TimeoutError) as e:
-                # not a ConnectionError: redis-py would send the write again
-                raise NotReplicated(f"{command_name} done, but WAIT failed: {e}") from e
+                raise _Unconfirmed(f"appended, but WAIT failed: {e}") from e
             if acked < self.wait_replicas:
                 # this server may have been demoted behind our back (its replicas follow a new
                 # master): reconnecting asks Sentinel again where the master is
                 conn.disconnect()
-                raise NotReplicated(
-                    f"{command_name} confirmed by {acked} of {self.wait_replicas} replicas "
-                    f"in {self.wait_timeout_ms} ms: not acknowledged (it may be lost on failover)"
+                raise _Unconfirmed(
+                    f"appended, confirmed by {acked} of {self.wait_replicas} replicas in "
+                    f"{self.wait_timeout_ms} ms: not acknowledged (it may be lost on failover)"
                 )
         return reply
 
