@@ -193,6 +193,13 @@ def run(tasks: int, seconds: float, nodes: int, seed: int) -> int:
                 with contextlib.suppress(Exception):
                     node.daemon.wait(timeout=60)
         left = sum(len(node.pids()) for node in lab.nodes)
+        for node in lab.nodes:
+            for pid in node.pids():
+                with contextlib.suppress(psutil.Error):
+                    what = " ".join(psutil.Process(pid).cmdline())[:160]
+                    print(f"   left in node {node.index}: pid {pid}: {what}")
+            if node.pids():
+                print(lab.node_dump(node.index, 12))
         ok, verify_output = lab.verify()
 
         log = lab.log()
