@@ -53,7 +53,8 @@ class NotReplicated(redis.ConnectionError):
 
 class _Unconfirmed(redis.ResponseError):
     """NotReplicated inside redis-py's retry loop, which would send a ConnectionError's
-    command again (appending twice)."""
+    command again (appending twice). Also a server's own refusal for want of replicas
+    (`min-replicas-to-write`)."""
 
 
 def _appends_to_the_log(args: tuple[Any, ...]) -> bool:
@@ -81,6 +82,8 @@ class ReplicatedRedis(redis.Redis):
         try:
             reply = send(conn, command_name, *args, **options)  # type: ignore[no-untyped-call]
         except redis.ResponseError as e:
+            if str(e).startswith("NOREPLICAS"):  # min-replicas-to-write: nothing was written
+                raise _Unconfirmed(str(e)) from None
             refused = isinstance(e, redis.exceptions.NoPermissionError)
             if not (refused or _REFUSED_IN_SCRIPT in str(e)):
                 raise

@@ -178,3 +178,14 @@ def test_rediss_sentinel_is_tls_to_the_sentinels_and_the_servers(
 
     assert submitted.returncode == 0, submitted.stderr
     assert "CERTIFICATE_VERIFY_FAILED" in one_error_line(refused)
+
+
+def test_a_master_short_of_replicas_is_an_outage(servers: RedisSet, tmp_path: Path) -> None:
+    """`min-replicas-to-write` (docs/redis.md) refuses writes as WAIT does: an outage of the
+    log to Forge (which a daemon waits out), not a fault."""
+    server = servers.server("min-replicas-to-write 1", "min-replicas-max-lag 10")
+    env = forge_env(tmp_path, f"redis://127.0.0.1:{server.port}/0")
+
+    line = one_error_line(forge(env, "task", "submit", "--command", "true"))
+
+    assert "append: Redis unavailable: NOREPLICAS" in line
