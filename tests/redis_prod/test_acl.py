@@ -7,11 +7,15 @@ from __future__ import annotations
 import ast
 import json
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from events.keys import Keys
 from tests.redis_prod.acl import COMMANDS, acl_setuser
 from tests.redis_prod.conftest import forge, forge_env, one_error_line
 from tests.redis_prod.servers import RedisProcess, RedisSet
@@ -42,6 +46,30 @@ def _wait_done(env: dict[str, str], count: int, timeout: float = 30.0) -> list[d
         time.sleep(0.2)
 
 
+def _consume_into_dead_letters(server: RedisProcess, env: dict[str, str], count: int) -> None:
+    """`forge events consume` with a handler that fails: consumer groups and dead letters."""
+    args = ["events", "consume", "--group", "g", "--exec", "exit 1", "--retries", "0"]
+    args += ["--from-start", "--type", "task.submitted"]
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "forge", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    dead = Keys.for_namespace("forge").dead_letters("g")
+    try:
+        with server.client() as admin:
+            deadline = time.monotonic() + 30
+            while admin.xlen(dead) < count and consumer.poll() is None:
+                assert time.monotonic() < deadline, "no dead letters"
+                time.sleep(0.1)
+    finally:
+        consumer.terminate()
+        _, errors = consumer.communicate(timeout=30)
+    assert consumer.returncode in (0, -signal.SIGTERM), errors
+
+
 def test_a_daemon_runs_as_the_least_privileged_user(servers: RedisSet, tmp_path: Path) -> None:
     server = servers.server(password=ADMIN_PASSWORD)
     _acl(server, acl_setuser("forge", USER_PASSWORD, "forge"))
@@ -64,6 +92,7 @@ def test_a_daemon_runs_as_the_least_privileged_user(servers: RedisSet, tmp_path:
     assert stopped.returncode == 0, stopped.stderr
     verified = forge(env, "events", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    _consume_into_dead_letters(server, env, count=2)
 
     with server.client() as admin:
         assert admin.execute_command("ACL", "LOG") == []  # nothing Forge did was refused
