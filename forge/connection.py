@@ -4,10 +4,10 @@ A configured `redis.url` reaches one server (`redis://`, `unix://`, `rediss://` 
 master of a Redis Sentinel service (`redis+sentinel://`), through redis-py's own TLS and
 Sentinel support (see `forge.redis_url` for the forms and docs/redis.md for what each needs).
 
-With `redis.wait_replicas` set, every script run and stream append is followed by `WAIT` on the
-same connection; when fewer replicas than asked confirm it in `redis.wait_timeout`, the call
-fails with `NotReplicated`, so that nothing Forge reports as appended can be lost by a
-failover that promotes a replica.
+With `redis.wait_replicas` set, every run of the log's append script is followed by `WAIT` on
+the same connection; when fewer replicas than asked confirm it in `redis.wait_timeout` (or the
+server refuses it with `NOREPLICAS`), the call fails with `NotReplicated`, so that nothing Forge
+reports as appended can be lost by a failover that promotes a replica.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from forge.settings import RedisSettings, Settings
 
 __all__ = ["NotReplicated", "ReplicatedRedis", "connect", "describe_target"]
 
-APPEND_SCRIPT_SHA = hashlib.sha1(  # noqa: S324 - the name Redis gives the script, not a secret
-    importlib.resources.files("events").joinpath("lua", "append.lua").read_text("utf-8").encode()
+_APPEND_SCRIPT_SHA = hashlib.sha1(
+    importlib.resources.files("events").joinpath("lua", "append.lua").read_text("utf-8").encode(),
+    usedforsecurity=False,  # the name Redis gives the script
 ).hexdigest()
 """The log's append script (events/lua/append.lua), by the hash it is run by: every append to
 the log goes through it. Nothing else waits: the index, snapshots, heartbeats and leases are
@@ -42,7 +43,7 @@ derived from the log or renewed."""
 
 _BACKOFF_BASE, _BACKOFF_CAP = 0.05, 0.5
 _REFUSED_IN_SCRIPT = "can't run this command"  # a command a script calls, refused by ACL
-ACL_HINT = "the Redis user lacks a privilege Forge needs: docs/redis.md lists them"
+_ACL_HINT = "the Redis user lacks a privilege Forge needs: docs/redis.md lists them"
 
 
 class NotReplicated(redis.ConnectionError):
@@ -59,7 +60,7 @@ class _Unconfirmed(redis.ResponseError):
 
 def _appends_to_the_log(args: tuple[Any, ...]) -> bool:
     name = str(args[0]).upper() if args else ""
-    return name == "EVALSHA" and len(args) > 1 and str(args[1]) == APPEND_SCRIPT_SHA
+    return name == "EVALSHA" and len(args) > 1 and str(args[1]) == _APPEND_SCRIPT_SHA
 
 
 class ReplicatedRedis(redis.Redis):
@@ -87,7 +88,7 @@ class ReplicatedRedis(redis.Redis):
             refused = isinstance(e, redis.exceptions.NoPermissionError)
             if not (refused or _REFUSED_IN_SCRIPT in str(e)):
                 raise
-            raise redis.exceptions.NoPermissionError(f"{e} ({ACL_HINT})") from None
+            raise redis.exceptions.NoPermissionError(f"{e} ({_ACL_HINT})") from None
         if self.wait_replicas and _appends_to_the_log(args):
             try:
                 conn.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
@@ -159,7 +160,7 @@ def _tls_options(config: RedisSettings) -> dict[str, Any]:
     }
 
 
-def failover_retry(config: RedisSettings) -> Retry:
+def _failover_retry(config: RedisSettings) -> Retry:
     """Retries (with backoff up to half a second) that span `failover_timeout`: a command
     that meets a master going away waits for Sentinel to name the next one."""
     ramp = sum(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**i) for i in range(4))
@@ -208,7 +209,7 @@ def _sentinel_client(config: RedisSettings, target: RedisTarget, options: dict[s
         redis_class=ReplicatedRedis,
         connection_class=_SentinelSSLConnection if target.tls else _SentinelConnection,
         db=target.db,
-        retry=failover_retry(config),
+        retry=_failover_retry(config),
         **options,
     )
 
