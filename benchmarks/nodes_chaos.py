@@ -151,6 +151,15 @@ class Chaos:
         self.overlaps |= {name for name, n in alive.items() if n > 1}
 
 
+def _timeline(log: NodeLog, stop_at: float) -> None:
+    """The nodes' starts, stops and leases around a `forge daemon stop --all` (sent at 0 s)."""
+    kinds = ("daemon.started", "daemon.stopped", "daemon.stop_requested", "node.lease_lost")
+    for e in log.events:
+        if e["type"] in kinds and e["at"] > stop_at - 5:
+            epoch = f" epoch {e['epoch']}" if "epoch" in e else ""
+            print(f"   {e['at'] - stop_at:+6.2f} s {e['type']} {e.get('node_id') or ''}{epoch}")
+
+
 def _settled(lab: Lab, ids: set[str]) -> NodeLog | None:
     log = lab.log()
     done = set(log.completed()) | {e["task_id"] for e in log.of("task.dead_lettered")}
@@ -186,6 +195,7 @@ def run(tasks: int, seconds: float, nodes: int, seed: int) -> int:
         settled_after = time.monotonic() - started
         print(f"   settled after {settled_after:.1f} s" if log else "   NOT settled", flush=True)
 
+        stop_at = time.time()
         stop = lab.forge("daemon", "stop", "--all", timeout=120)
         print(f"   forge daemon stop --all: exit {stop.returncode} {stop.stderr.strip()}")
         for node in lab.nodes:
@@ -200,6 +210,7 @@ def run(tasks: int, seconds: float, nodes: int, seed: int) -> int:
                     print(f"   left in node {node.index}: pid {pid}: {what}")
             if node.pids():
                 print(lab.node_dump(node.index, 12))
+                _timeline(lab.log(), stop_at)
         ok, verify_output = lab.verify()
 
         log = lab.log()
