@@ -52,7 +52,6 @@ class Run:
     acked: list[tuple[float, str]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
-    messages: dict[str, str] = field(default_factory=dict)  # the first of each kind
 
 
 def _until(check: object, timeout: float = 30.0) -> None:
@@ -93,9 +92,9 @@ def _submitter(run: Run, store: EventStore, settings: Settings, stop: threading.
         except ForgeError as e:
             run.refused.append(planned[0].task_id)
             text = str(e)
-            kind = "not acknowledged" if "not acknowledged" in text else text[:40]
-            run.errors["unavailable" if "unavailable" in text else kind] += 1
-            run.messages.setdefault(kind, text)
+            kind = "unavailable" if "unavailable" in text else text[:40]
+            kind = "not acknowledged" if "not acknowledged" in text else kind
+            run.errors[kind] += 1
             continue
         run.acked.append((time.monotonic(), ids[0]))
 
