@@ -117,7 +117,9 @@ class AgentPool:
         return True
 
     def spawn(self, runtime: str, tags: list[str], agent_id: str | None = None) -> str:
-        agent_id = agent_id or f"agent-{self.rng.getrandbits(32):08x}"
+        while agent_id is None:
+            drawn = f"agent-{self.rng.getrandbits(32):08x}"  # an id no agent had, on any node
+            agent_id = None if drawn in self.ledger.state.agents else drawn
         now = self.ledger.now()
         if agent_id not in self.ledger.state.agents:
             self.ledger.append(

@@ -58,7 +58,8 @@ class Fleet:
         self.snapshots = SnapshotStore(store)
         self._index = TaskIndex(store)
         self._indexer = TaskIndexer(self._index)
-        self.stopped = threading.Event()
+        self.stopped = threading.Event()  # the orchestrator stopped: its stop, or a failure
+        self.finished = threading.Event()  # it recorded its stop (`daemon.stopped`)
         self.scheduler: Scheduler | None = None
         self.tail: LogTail | None = None
         self.orchestrator: pykka.ActorRef[Any] | None = None
@@ -81,6 +82,7 @@ class Fleet:
             self.clock,
             checkpoint=self._checkpoint,
             stopped=self.stopped,
+            finished=self.finished,
             failed=self._failed,
             supervisors=self.supervisors,
             breakers=self.breakers,

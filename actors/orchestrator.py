@@ -101,6 +101,7 @@ class Orchestrator(pykka.ThreadingActor):
         checkpoint: Callable[[FleetState], None] | None = None,
         workspaces: Workspaces | None = None,
         stopped: threading.Event | None = None,
+        finished: threading.Event | None = None,
         failed: Callable[[BaseException], None] | None = None,
         supervisors: dict[str, pykka.ActorRef[Any]] | None = None,
         breakers: dict[str, pykka.ActorRef[Any]] | None = None,
@@ -110,6 +111,7 @@ class Orchestrator(pykka.ThreadingActor):
         self.runtimes = dict(runtimes)
         self.config = config
         self.stopped = stopped or threading.Event()
+        self.finished = finished or threading.Event()  # set once the stop is recorded
         self.failed = failed
         self.epoch = 0
         self.stop_reason = "shutdown"
@@ -380,4 +382,5 @@ class Orchestrator(pykka.ThreadingActor):
         self.gate.stop_all()
         self.ledger.checkpoint()
         self.log.info("orchestrator stopped", epoch=self.epoch)
+        self.finished.set()
         self.stopped.set()

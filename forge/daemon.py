@@ -257,14 +257,15 @@ class Daemon:
                     and not self.halt.is_set()
                 ):
                     self._guard_lease(fleet, publisher)
-                if self.halt.is_set() or (fleet.stopped.is_set() and fleet.failure is None):
+                if self.halt.is_set() or fleet.finished.is_set():
                     break  # a stop: graceful or forced, through the orchestrator or a signal
                 error = fleet.failure
                 why = f"{type(error).__name__}: {error}" if error else "the tail reader died"
                 self.log.error("orchestrator failed; restarting it from the log", error=why)
-                if publisher.others and _outage(error):
-                    # other nodes may take this node's attempts over once its lease runs out
-                    fleet.fence("the log is unreachable and other nodes run")
+                if self.shared and _outage(error):
+                    # its lease will run out before the log answers: another node may take
+                    # this node's attempts over
+                    fleet.fence("the log is unreachable")
                 fleet.detach()
                 if time.monotonic() - started >= STABLE_AFTER:
                     failures = 0
@@ -287,18 +288,27 @@ class Daemon:
         self.log.info("daemon stopped", graceful=graceful)
         return 0 if graceful else 1
 
+    @property
+    def shared(self) -> bool:
+        """Other nodes may share the log: it is a Redis of `redis.url`, not this home's own
+        embedded server (which no other machine reaches)."""
+        return bool(self.settings.redis.url)
+
     def _guard_lease(self, fleet: Fleet, keeper: NodeKeeper) -> None:
-        """Fail the fleet when its lease is over, killing its attempts first when other nodes
-        could take them over: the lease found gone, or not renewed for half its time (so the
-        agents are dead before it can run out on Redis's clock)."""
+        """Fail the fleet when its lease is over: the lease found gone, or (on a shared log)
+        not renewed for half its time. On a shared log its attempts are killed first, so that
+        they are dead before the lease can run out on Redis's clock and another node — one
+        running now, or one starting while this one is cut off — takes them over. On this
+        home's own server nobody else can, and the next fleet re-adopts them."""
         ttl = self.settings.node.lease_ttl
-        if keeper.lost:
-            if keeper.others:
-                fleet.fence("the node's lease ran out")
-            elif fleet.failure is None:  # alone: nobody takes over; re-adopt on a new epoch
-                fleet.failure = LeaseLost("the node's lease ran out")
-        elif keeper.others and keeper.lease_age() > ttl / 2:
-            fleet.fence(f"the lease was not renewed for {keeper.lease_age():.1f} s")
+        if keeper.lost or (self.shared and keeper.lease_age() > ttl / 2):
+            why = (
+                "the lease ran out" if keeper.lost else f"no renewal for {keeper.lease_age():.1f} s"
+            )
+            if self.shared:
+                fleet.fence(why)
+            elif fleet.failure is None:
+                fleet.failure = LeaseLost(why)
 
     def alive(self) -> tuple[bool, str]:
         """Whether the orchestrator and its tail reader run and the heartbeat loop turns (for

@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import pytest
-
 from tests.nodes.netns import Lab, NodeLog, wait_for
 
 LEASE_TTL = 3.0
@@ -162,11 +160,6 @@ def test_a_cut_off_node_stops_its_agents_and_rejoins_with_a_new_epoch(
     _assert_verified(lab)
 
 
-@pytest.mark.skip(
-    reason="fails on main: a node alone when cut off keeps its agents (forge/daemon.py "
-    "_guard_lease fences only when `others` ran at the last look), so a node started during the "
-    "partition runs the same tasks at once; see the report of 2026-11-26"
-)
 def test_a_node_cut_off_while_alone_stops_its_agents_before_another_takes_over(
     make_lab: Callable[..., Lab],
 ) -> None:
