@@ -44,9 +44,6 @@ def _moved_on(state: FleetState, task_id: str, attempt: int) -> bool:
     )
 
 
-late_results = 0
-
-
 def test_nodes_join_die_and_partition(redis_client: redis.Redis) -> None:
     logs = short_tempdir("fgn")
 
@@ -155,8 +152,6 @@ def test_nodes_join_die_and_partition(redis_client: redis.Redis) -> None:
             for fleet, _ in self.live.values():
                 fleet.stop(grace=0.0, timeout=20)
                 fleet.close()
-            global late_results
-            late_results += self.refused_late
 
     run_state_machine_as_test(
         NodesMachine,
@@ -168,4 +163,43 @@ def test_nodes_join_die_and_partition(redis_client: redis.Redis) -> None:
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
-    assert late_results > 0  # the fencing of a lost node's late results was exercised
+
+
+@pytest.mark.parametrize("cut_off", [False, True])
+def test_a_lost_nodes_attempt_is_rerun_once_and_its_late_result_refused(
+    redis_client: redis.Redis, cut_off: bool
+) -> None:
+    """The case the machine above meets only by chance, every time: node A holds an attempt,
+    A is lost, B ends the attempt and reruns the task; A's late result is refused."""
+    logs = short_tempdir("fgn")
+    store = EventStore(redis_client, f"lost-{uuid.uuid4().hex[:8]}")
+    a_runtime, b_runtime = FakeRuntime(), FakeRuntime()
+    a = Fleet(store, {"fake": a_runtime}, config(Path(logs), node_id="a"), seed=1).start()
+    spec = t.TaskDefinition(runtime="fake", command=["hold", "ok"], max_attempts=3)
+    store.append(t.TaskSubmitted(at=time.time(), task_id="t", spec=spec))
+    a_runtime.wait_started(1)
+    b = Fleet(store, {"fake": b_runtime}, config(Path(logs), node_id="b"), seed=2).start()
+    try:
+        epoch = a.epoch or 0
+        if cut_off:
+            a.fence("cut off")
+        a.detach()
+        redis_client.delete(store.keys.lease("a"))
+        assert b.orchestrator is not None
+        b.orchestrator.tell(NodeExpired("a", epoch))
+        state = wait_for(b, lambda s: s.task_state("t") == "completed")
+        task = state.tasks["t"]
+        assert [(r.node_id, r.failure) for r in task.history] == [("a", "lost"), ("b", None)]
+        assert not state.nodes["a"].running
+        assert state.nodes["a"].lost
+        late = t.TaskCompleted(at=time.time(), task_id="t", attempt=1, agent_id="x")
+        with pytest.raises(TaskConflict):
+            store.append_if(
+                "t", {"state": ("assigned", "running"), "attempt": 1, "epoch": epoch}, late
+            )
+        assert b_runtime.started == [("t", 2)]
+        assert len(events_of(store, t.TaskCompleted)) == 1
+        assert_replay_matches(store, b.state())
+    finally:
+        b.stop(grace=0.0, timeout=20)
+        b.close()
