@@ -60,6 +60,7 @@ class Fleet:
         self._indexer = TaskIndexer(self._index)
         self.stopped = threading.Event()  # the orchestrator stopped: its stop, or a failure
         self.finished = threading.Event()  # it recorded its stop (`daemon.stopped`)
+        self.stopping = threading.Event()  # a stop began (it may fail before it is recorded)
         self.scheduler: Scheduler | None = None
         self.tail: LogTail | None = None
         self.orchestrator: pykka.ActorRef[Any] | None = None
@@ -83,6 +84,7 @@ class Fleet:
             checkpoint=self._checkpoint,
             stopped=self.stopped,
             finished=self.finished,
+            stopping=self.stopping,
             failed=self._failed,
             supervisors=self.supervisors,
             breakers=self.breakers,

@@ -102,6 +102,7 @@ class Orchestrator(pykka.ThreadingActor):
         workspaces: Workspaces | None = None,
         stopped: threading.Event | None = None,
         finished: threading.Event | None = None,
+        stopping: threading.Event | None = None,
         failed: Callable[[BaseException], None] | None = None,
         supervisors: dict[str, pykka.ActorRef[Any]] | None = None,
         breakers: dict[str, pykka.ActorRef[Any]] | None = None,
@@ -112,6 +113,7 @@ class Orchestrator(pykka.ThreadingActor):
         self.config = config
         self.stopped = stopped or threading.Event()
         self.finished = finished or threading.Event()  # set once the stop is recorded
+        self.stop_asked = stopping or threading.Event()  # set when a stop begins
         self.failed = failed
         self.epoch = 0
         self.stop_reason = "shutdown"
@@ -341,6 +343,7 @@ class Orchestrator(pykka.ThreadingActor):
 
     def _shutdown(self, grace: float, reason: str) -> None:
         first = not self.stopping
+        self.stop_asked.set()
         self.agents.draining = True
         self.stop_reason = reason
         if not self._running():

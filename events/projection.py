@@ -384,6 +384,7 @@ def _agent_request(state: FleetState, e: t.Event) -> None:
 
 def _stop_requested(state: FleetState, e: t.DaemonStopRequested) -> None:
     state.stop_requested = True
+    state.stop_requests[e.node_id or "*"] = e.at
 
 
 _HANDLERS: dict[type[t.Event], Handler] = {

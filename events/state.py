@@ -180,6 +180,7 @@ class FleetState(msgspec.Struct, kw_only=True):
     daemon_pid: int | None = None
     daemon_running: bool = False
     stop_requested: bool = False
+    stop_requests: dict[str, float] = {}  # node id ("*": every node) -> when a stop was last asked
     cancel_requests: dict[str, float] = {}  # task id -> when requested, until it ends
     retry_requests: dict[str, float] = {}  # task id -> when requested, until it is queued
     agent_requests: int = 0

@@ -259,6 +259,12 @@ class Daemon:
                     self._guard_lease(fleet, publisher)
                 if self.halt.is_set() or fleet.finished.is_set():
                     break  # a stop: graceful or forced, through the orchestrator or a signal
+                if fleet.stopping.is_set():  # asked to stop, it failed before recording it
+                    self.log.warning("orchestrator failed while stopping; not restarted")
+                    if self.shared:  # its lease runs out: another node reruns its attempts
+                        fleet.fence("stopping")
+                    self.halt.set()
+                    break
                 error = fleet.failure
                 why = f"{type(error).__name__}: {error}" if error else "the tail reader died"
                 self.log.error("orchestrator failed; restarting it from the log", error=why)
@@ -276,17 +282,30 @@ class Daemon:
                     break
                 fleet, failures = restarted
                 publisher.attach(fleet, self.client)
+                self._stop_if_asked(fleet, me)
         finally:
             publisher.stop()
             if metrics is not None:
                 metrics.stop()
-        if self.gave_up or (self.halt.is_set() and not fleet.stopped.is_set()):
+        failed = fleet.failure is not None and not fleet.finished.is_set()
+        if self.gave_up or failed or (self.halt.is_set() and not fleet.stopped.is_set()):
             fleet.detach()  # nothing can record a stop: the agents are left to the next daemon
             self.log.info("daemon stopped; running agents are left for the next start")
-            return 1 if self.gave_up else 0
+            return 1 if self.gave_up or failed else 0
         graceful = fleet.close()
         self.log.info("daemon stopped", graceful=graceful)
         return 0 if graceful else 1
+
+    def _stop_if_asked(self, fleet: Fleet, me: PidRecord) -> None:
+        """A restarted fleet stops at once if a stop of this node (or of all) was asked while
+        this daemon ran (the fleet that should have acted on it had failed)."""
+        asked = fleet.hot_state().stop_requests
+        at = max(asked.get("*", 0.0), asked.get(me.node_id, 0.0))
+        if at >= me.started_at and fleet.orchestrator is not None:
+            grace = self.settings.orchestrator.shutdown_grace
+            self.log.info("a stop was asked while the orchestrator was down: stopping")
+            with contextlib.suppress(pykka.ActorDeadError):
+                fleet.orchestrator.tell(ShutdownRequested(grace=grace, reason="stop requested"))
 
     @property
     def shared(self) -> bool:
