@@ -26,7 +26,7 @@ from events import types as t
 from events.leases import NodeLeases
 from events.state import FleetState, NodeState, TaskState
 
-__all__ = ["foreign_owner", "others_held", "record_lost", "requeue_orphans", "start_node"]
+__all__ = ["foreign_owner", "others_held", "record_lost", "requeue_orphans", "runs", "start_node"]
 
 
 def start_node(ledger: Ledger, leases: NodeLeases, node_id: str, ttl: float, pid: int) -> int:
@@ -47,14 +47,19 @@ def others_held(state: FleetState, me: str) -> list[NodeState]:
     return [n for n in state.nodes.values() if n.node_id != me and n.running]
 
 
+def runs(state: FleetState, node_id: str) -> bool:
+    """The log says node `node_id` runs (it started and neither stopped nor was lost)."""
+    node = state.nodes.get(node_id)
+    return node is not None and node.running
+
+
 def foreign_owner(state: FleetState, task: TaskState, me: str) -> str | None:
     """The other running node that owns `task`'s attempt (None: this node's, or no running
     node's). A task claimed before nodes were recorded belongs to whoever starts next."""
     owner = task.node_id
     if owner is None or owner == me:
         return None
-    node = state.nodes.get(owner)
-    return owner if node is not None and node.running else None
+    return owner if runs(state, owner) else None
 
 
 def _orphans(state: FleetState, me: str) -> Iterator[TaskState]:
@@ -63,8 +68,7 @@ def _orphans(state: FleetState, me: str) -> Iterator[TaskState]:
     for task in state.tasks.values():
         if task.state not in ("assigned", "running") or task.node_id in (None, me):
             continue
-        node = state.nodes.get(task.node_id or "")
-        if node is not None and not node.running:
+        if task.node_id in state.nodes and not runs(state, task.node_id or ""):
             yield task
 
 

@@ -18,11 +18,10 @@ from actors.agents import Agents
 from actors.endings import Endings
 from actors.ledger import Ledger
 from actors.messages import AdoptAttempt, AttemptEnded, Timer
-from actors.nodes import requeue_orphans
+from actors.nodes import requeue_orphans, runs
 from actors.policy import BREAKER_FAILURES, OrchestratorConfig, build_spec, retried
 from actors.runtime import Outcome, RuntimeAdapter
 from events import types as t
-from events.state import FleetState
 from events.task_index import manual_retry
 
 __all__ = ["recover"]
@@ -93,7 +92,7 @@ def recover(
         for agent in state.agents.values()
         if agent.status != "terminated"
         and agent.agent_id not in adopting
-        and (agent.node_id in ("", me) or not _runs(state, agent.node_id))
+        and (agent.node_id in ("", me) or not runs(state, agent.node_id))
     ]
     ledger.append(stale)
     requeue_orphans(ledger, agents, me, "node {node} stopped running it")
@@ -123,8 +122,3 @@ def recover(
     for task_id in list(state.retry_requests):
         if state.task_state(task_id) in ("failed", "dead_lettered", "cancelled"):
             ledger.append([manual_retry(ledger.store, state, task_id, now)])
-
-
-def _runs(state: FleetState, node_id: str) -> bool:
-    node = state.nodes.get(node_id)
-    return node is not None and node.running
