@@ -6,12 +6,14 @@ under /tmp rather than pytest's deep tmp_path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pykka
 import pytest
 import redis
 
@@ -75,3 +77,10 @@ def mock() -> Iterator[MockAnthropic]:
     """The suite's mock of the Anthropic Messages API, on 127.0.0.1 (script its replies)."""
     with MockAnthropic() as server:
         yield server
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop every actor a test left running: pykka's threads are not daemon threads, so one
+    left behind (a fleet whose stop timed out) would keep the test process from exiting."""
+    with contextlib.suppress(Exception):
+        pykka.ActorRegistry.stop_all(block=True, timeout=10)
