@@ -1,7 +1,8 @@
 """Replay: rebuild the fleet state from the log, as of now or of any past moment.
 
 `replay` loads the newest usable snapshot at or before `until` (unless told not to) and folds
-the rest of the log over it with `apply`, one page at a time. It reads no clock: `until` is a
+the rest of the log over it with `apply`, one page at a time (`EventStore.event_pages`: no
+ids but each page's last, which becomes the state's position). It reads no clock: `until` is a
 stream id, or a wall-clock timestamp in seconds that is turned into a stream id bound (stream
 ids carry the server's millisecond time of each append).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from events.projection import apply_entries
+from events.projection import apply_all
 from events.snapshot import SnapshotStore
 from events.state import FleetState, paused_gc
 from events.store import DEFAULT_PAGE, EventStore, Quarantined
@@ -57,8 +58,9 @@ def replay(
     before = state.event_count
     quarantined: list[Quarantined] = []
     with paused_gc():
-        for page in store.pages(start, end, page_size, quarantined):
-            apply_entries(state, page)
+        for page in store.event_pages(start, end, page_size, quarantined):
+            apply_all(state, page.events)
+            state.position = page.last
     report = ReplayReport(
         snapshot_position=from_snapshot,
         events_applied=state.event_count - before,
