@@ -141,6 +141,7 @@ class AgentPool:
             self.scheduler,
             self.config.health,
             self.workspaces,
+            self.ledger.clock,
         )
         return agent_id
 

@@ -28,7 +28,7 @@ def start_records(ledger: Ledger, msgs: Sequence[AttemptStarted]) -> list[Condit
             msg.task_id,
             {"state": "assigned", "attempt": msg.attempt, "epoch": msg.epoch},
             t.TaskStarted(
-                at=ledger.now(),
+                at=ledger.now() if msg.at is None else msg.at,
                 task_id=msg.task_id,
                 attempt=msg.attempt,
                 agent_id=msg.agent_id,

@@ -104,6 +104,7 @@ class AttemptStarted(msgspec.Struct, frozen=True):
     session_id: str | None = None
     workspace: str | None = None
     branch: str | None = None
+    at: float | None = None  # when the runtime had started it (the supervisor's clock)
 
 
 class NoticeReceived(msgspec.Struct, frozen=True):

@@ -20,6 +20,7 @@ import msgspec
 import pykka
 import structlog
 
+from actors.clock import Clock, SystemClock
 from actors.messages import (
     AdoptAttempt,
     AttemptEnded,
@@ -80,8 +81,10 @@ class AgentSupervisor(pykka.ThreadingActor):
         scheduler: Scheduler,
         health: HealthPolicy,
         workspaces: Workspaces | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__()
+        self.clock: Clock = clock or SystemClock()  # the orchestrator's: starts are stamped here
         self.agent_id = agent_id
         self.workspaces = workspaces
         self.runtime = runtime
@@ -265,6 +268,7 @@ class AgentSupervisor(pykka.ThreadingActor):
                     spec.session_id,
                     workspace[0],
                     workspace[1],
+                    self.clock.now(),
                 )
             )
         me = self.actor_ref
