@@ -98,12 +98,17 @@ TRANSITIONS: dict[type[Event], Transition] = {
 }
 """The task events and their transitions; other events do not touch task state."""
 
+_REOPENING = frozenset(cls for cls in TRANSITIONS if issubclass(cls, TaskQueued | TaskContinued))
+"""The events that may reopen an evicted task. A set looked up by the event's exact type (which
+`TRANSITIONS` needs anyway) instead of an isinstance test: that was a sixth of a replay's time
+in the client (it built a new union and called the metaclass's instance check every time)."""
+
 
 def legal_sources(event: Event) -> frozenset[str]:
     """The states `event` may move its task from. Reopening a task that left the hot state
     (`task.queued`, `task.continued` from an `EVICTED_STATES` state) is legal only when the
     event carries the task's state to restore (`restore`)."""
     rule = TRANSITIONS[type(event)]
-    if isinstance(event, TaskQueued | TaskContinued) and event.restore is None:
+    if type(event) in _REOPENING and event.restore is None:  # type: ignore[attr-defined]
         return rule.sources - EVICTED_STATES
     return rule.sources
