@@ -16,15 +16,18 @@ from the whole log (`forge events verify --repair`).
 
 from __future__ import annotations
 
+import importlib.resources
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 import structlog
+from redis.commands.core import Script
 
 from events import types as t
-from events.codec import decode_entry
+from events.codec import DATA_FIELD, VERSION_FIELD, decode, decode_entry
 from events.errors import UndecodableEvent
 from events.projection import apply
 from events.state import EVICTED_STATES, FleetState, TaskState
@@ -33,6 +36,7 @@ from events.store import EventStore, LogEntry, redis_errors
 __all__ = ["TaskIndex", "TaskIndexer", "fold_task", "manual_retry"]
 
 _PAGE = 2000
+_TASKS_PER_CALL = 200  # tasks whose entries one script call reads (~1 ms of the server's time)
 _ENCODER = msgspec.msgpack.Encoder()
 _TASK_DECODER = msgspec.msgpack.Decoder(TaskState)
 
@@ -70,6 +74,13 @@ class TaskIndex:
         self.store = store
         self.keys = store.keys
         self.client = store.client
+        self._task_entries: Script = store.client.register_script(
+            importlib.resources.files("events").joinpath("lua", "task_entries.lua").read_text()
+        )
+        # the payloads of the open tasks whose submission this indexer read (O(live work)),
+        # valid while the position is where this indexer left it
+        self._open: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._seen_to = ""
 
     def position(self) -> str:
         """The last stream id the index covers ("0-0": none)."""
@@ -81,31 +92,58 @@ class TaskIndex:
         """Index every entry after `position()`; the number of entries indexed."""
         done = 0
         position = self.position()
+        if position != self._seen_to:
+            self._open.clear()  # another indexer moved the position: what we hold may have gaps
         while True:
             start = "-" if position == "0-0" else "(" + position
-            entries = self.store.read_range(start, "+", count=_PAGE)
-            if not entries:
+            with redis_errors("read log"):
+                page: Any = self.client.xrange(self.keys.log, start, "+", count=_PAGE)
+            if not page:
                 return done
             touched: dict[str, None] = {}
             with redis_errors("update task index"):
                 pipe = self.client.pipeline(transaction=False)
-                for entry in entries:
-                    task_id = getattr(entry.event, "task_id", None)
-                    if isinstance(task_id, str):
-                        pipe.zadd(self.keys.task_events(task_id), {entry.id: _ms(entry.id)})
+                for n, (raw_id, fields) in enumerate(page):
+                    if n % 64 == 0:
+                        time.sleep(0)  # let the daemon's other threads have the interpreter
+                    task_id = self._follow(fields)
+                    if task_id is not None:
+                        entry_id = raw_id.decode()
+                        pipe.zadd(self.keys.task_events(task_id), {entry_id: _ms(entry_id)})
                         touched[task_id] = None
                 pipe.execute()
-            self._summarise(list(touched))
-            position = entries[-1].id
+            self._summarise(list(touched), last=len(page) < _PAGE)
+            position = page[-1][0].decode()
             with redis_errors("update task index"):
                 self.client.set(self.keys.task_events_position, position)
-            done += len(entries)
-            if len(entries) < _PAGE:
+            self._seen_to = position
+            done += len(page)
+            if len(page) < _PAGE:
                 return done
 
-    def _summarise(self, task_ids: Sequence[str]) -> None:
+    def _follow(self, fields: dict[bytes, bytes]) -> str | None:
+        """The task an entry belongs to (None: none, or undecodable); its payload is kept while
+        the task is open and this indexer has seen all of it (from its submission), so that its
+        summary is folded without reading its events back."""
+        try:
+            event = decode_entry(fields)
+        except UndecodableEvent:
+            return None  # quarantined by the log's readers
+        task_id = getattr(event, "task_id", None)
+        if not isinstance(task_id, str):
+            return None
+        raw = (fields[DATA_FIELD], fields.get(VERSION_FIELD, b"1"))
+        if isinstance(event, t.TaskSubmitted):
+            self._open[task_id] = [raw]
+        elif task_id in self._open:
+            self._open[task_id].append(raw)
+        return task_id
+
+    def _summarise(self, task_ids: Sequence[str], last: bool) -> None:
         """Refresh the summaries of the finished ones among `task_ids` (the derived append index
-        knows each task's state)."""
+        knows each task's state): from the payloads kept since their submission, or else by
+        reading their events back. One whose kept events do not end it yet ends in a later page
+        (read next); on the `last` page what they make is its summary, as a read-back's is."""
         if not task_ids:
             return
         with redis_errors("read index"):
@@ -116,10 +154,21 @@ class TaskIndex:
             if value and value.decode().partition("|")[0] in EVICTED_STATES
         ]
         gone = [tid for tid, value in zip(task_ids, raw, strict=True) if tid not in ended]
+        summaries: dict[str, TaskState | None] = {}
+        for tid in ended:
+            time.sleep(0)  # let the daemon's other threads have the interpreter in between
+            if tid in self._open:
+                task = fold_task(tid, (decode(p, int(v)) for p, v in self._open[tid]))
+                if not last and (task is None or task.state not in EVICTED_STATES):
+                    continue  # it ends further on in the log: summarised when read there
+                del self._open[tid]
+                summaries[tid] = task
+        unkept = [tid for tid in ended if tid not in summaries and tid not in self._open]
+        for tid, entries in self._events_of(unkept).items():
+            summaries[tid] = fold_task(tid, (e.event for e in entries))
         with redis_errors("update task summaries"):
             pipe = self.client.pipeline(transaction=False)
-            for tid in ended:
-                task = fold_task(tid, self._events(tid))
+            for tid, task in summaries.items():
                 if task is not None:
                     pipe.hset(self.keys.finished_summaries, tid, _ENCODER.encode(task))
             if gone:
@@ -132,25 +181,29 @@ class TaskIndex:
             raw: Any = self.client.zrange(self.keys.task_events(task_id), 0, -1)
         return sorted((r.decode() for r in raw), key=_order)
 
-    def _events(self, task_id: str) -> list[t.Event]:
-        return [e.event for e in self._entries(task_id)]
-
     def _entries(self, task_id: str) -> list[LogEntry]:
-        ids = self.entry_ids(task_id)
-        if not ids:
-            return []
-        with redis_errors("read task events"):
-            pipe = self.client.pipeline(transaction=False)
-            for entry_id in ids:
-                pipe.xrange(self.keys.log, entry_id, entry_id)
-            replies: list[Any] = pipe.execute()
-        out: list[LogEntry] = []
-        for reply in replies:
-            for entry_id, fields in reply:
-                try:
-                    out.append(LogEntry(entry_id.decode(), decode_entry(fields)))
-                except UndecodableEvent:
-                    continue  # quarantined by the log's readers
+        return self._events_of([task_id])[task_id]
+
+    def _events_of(self, task_ids: Sequence[str]) -> dict[str, list[LogEntry]]:
+        """Each task's entries in log order, read by the server through the index sets, a few
+        hundred tasks a call (undecodable entries are left out: the log's readers quarantine
+        them)."""
+        out: dict[str, list[LogEntry]] = {}
+        for start in range(0, len(task_ids), _TASKS_PER_CALL):
+            chunk = task_ids[start : start + _TASKS_PER_CALL]
+            keys = [self.keys.log, *(self.keys.task_events(tid) for tid in chunk)]
+            with redis_errors("read task events"):
+                replies: Any = self._task_entries(keys=keys, args=[])
+            for task_id, reply in zip(chunk, replies, strict=True):
+                entries: list[LogEntry] = []
+                for raw_id, flat in reply:
+                    try:
+                        event = decode_entry(dict(zip(flat[::2], flat[1::2], strict=True)))
+                    except (UndecodableEvent, ValueError):
+                        continue
+                    entries.append(LogEntry(raw_id.decode(), event))
+                entries.sort(key=lambda e: _order(e.id))
+                out[task_id] = entries
         return out
 
     def entries(self, task_id: str) -> list[LogEntry]:
@@ -167,23 +220,12 @@ class TaskIndex:
         return fold_task(task_id, self.events(task_id))
 
     def tasks(self, task_ids: Sequence[str]) -> dict[str, TaskState]:
-        """Several tasks as their events make them, read in two round trips (the index is
-        brought up to date first); unknown ones are left out."""
+        """Several tasks as their events make them, read a few hundred to a round trip (the
+        index is brought up to date first); unknown ones are left out."""
         self.update()
-        with redis_errors("read task index"):
-            pipe = self.client.pipeline(transaction=False)
-            for task_id in task_ids:
-                pipe.zrange(self.keys.task_events(task_id), 0, -1)
-            id_lists: list[Any] = pipe.execute()
-            ids = [sorted((r.decode() for r in raw), key=_order) for raw in id_lists]
-            pipe = self.client.pipeline(transaction=False)
-            for entry_id in (i for group in ids for i in group):
-                pipe.xrange(self.keys.log, entry_id, entry_id)
-            replies = iter(pipe.execute())
         out: dict[str, TaskState] = {}
-        for task_id, group in zip(task_ids, ids, strict=True):
-            events = [_decoded(next(replies)) for _ in group]
-            task = fold_task(task_id, (e for e in events if e is not None))
+        for task_id, entries in self._events_of(task_ids).items():
+            task = fold_task(task_id, (e.event for e in entries))
             if task is not None:
                 out[task_id] = task
         return out
@@ -284,12 +326,3 @@ class TaskIndexer:
                 structlog.get_logger("events.task_index").warning(
                     "task index update failed", error=f"{type(e).__name__}: {e}"
                 )
-
-
-def _decoded(reply: Any) -> t.Event | None:
-    for _, fields in reply:
-        try:
-            return decode_entry(fields)
-        except UndecodableEvent:
-            return None  # quarantined by the log's readers
-    return None

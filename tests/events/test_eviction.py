@@ -168,3 +168,40 @@ def test_reopening_restores_a_finished_task(store: EventStore) -> None:
     assert state.tasks["e"].follow_up == "more"
     assert state.tasks["e"].result == "done"
     assert [x.task_id for x in TaskIndex(store).finished()] == []  # no longer finished
+
+
+def test_a_long_lived_index_summarises_from_what_it_kept_as_a_rebuild_does(
+    store: EventStore,
+) -> None:
+    """The daemon's index keeps the payloads of the open tasks whose submission it read and folds
+    their summaries from those; updated after every append (tasks end across its pages, one
+    is retried after it ended, one was submitted before the index started), its summaries are
+    a rebuild's, which reads every task's events back."""
+    store.append(submit("before"))
+    live = TaskIndex(store)
+    steps = [
+        lambda: store.append_batch([submit("f"), submit("g")]),
+        lambda: run_to_end(store, "f"),
+        lambda: run_to_end(store, "before"),
+        lambda: store.claim(
+            "g", TaskAssigned(at=2.0, task_id="g", attempt=1, agent_id="agent-7x", epoch=1)
+        ),
+        lambda: store.append(
+            TaskFailed(at=3.0, task_id="g", attempt=1, failure="crash", transient=True)
+        ),
+        lambda: store.append(TaskDeadLettered(at=3.0, task_id="g", attempts=1, reason="gave up")),
+        lambda: store.append(manual_retry(store, replay(store, use_snapshot=False)[0], "g", 5.0)),
+        lambda: store.append(TaskDeadLettered(at=6.0, task_id="g", attempts=1, reason="again")),
+    ]
+    for step in steps:
+        step()
+        live.update()
+    kept = {x.task_id: msgspec.msgpack.encode(x) for x in live.finished()}
+    assert set(kept) == {"f", "g", "before"}
+    assert live._open == {}  # nothing kept once its task has ended
+    fresh = TaskIndex(store)
+    fresh.rebuild()
+    assert kept == {x.task_id: msgspec.msgpack.encode(x) for x in fresh.finished()}
+    g = fresh.task("g")
+    assert g is not None
+    assert (g.state, g.last_reason) == ("dead_lettered", "again")
