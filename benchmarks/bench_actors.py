@@ -115,13 +115,11 @@ cfg = OrchestratorConfig(node_id="mem", logs_dir=str(home / "mlogs"), max_agents
                          base_env={"PATH": os.environ["PATH"]})
 fleet = Fleet(store, {"shell": ShellRuntime(kill_grace=0.2)}, cfg).start()
 deadline = time.monotonic() + 120
-while time.monotonic() < deadline:
-    s = fleet.state()
-    if s.counts().get("running", 0) == 50:
-        break
+while time.monotonic() < deadline and fleet.counts().get("running", 0) < 50:
     time.sleep(0.2)
-s = fleet.state()
+# measured before this script looks at the state: a copy of it is this script's, not the daemon's
 rss = psutil.Process().memory_info().rss
+s = fleet.hot_state()
 print("RESULT " + json.dumps({"rss": rss, "running": s.counts().get("running", 0),
                   "queued": s.queue_length(), "agents": len(s.agents)}))
 sys.stdout.flush()
