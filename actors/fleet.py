@@ -82,6 +82,7 @@ class Fleet:
             self.scheduler,
             self.clock,
             checkpoint=self._checkpoint,
+            applied=self._indexer.feed,
             stopped=self.stopped,
             finished=self.finished,
             stopping=self.stopping,

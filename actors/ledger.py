@@ -64,6 +64,7 @@ class Ledger:
         *,
         react: Callable[[t.Event], None],
         checkpoint: Callable[[FleetState], None] | None = None,
+        applied: Callable[[str, str, t.Event], None] | None = None,
         snapshot_every: int = 1000,
         log: Any = None,
     ) -> None:
@@ -73,6 +74,7 @@ class Ledger:
         self.react = react
         self.live = False  # false while replaying history: what others asked is not re-acted
         self._checkpoint = checkpoint
+        self._applied = applied  # told (id before, id, event) of each entry applied
         self._snapshot_every = snapshot_every
         self._snapshot_at = state.event_count
         self.log: Any = log if log is not None else structlog.get_logger("actors.ledger")
@@ -178,8 +180,11 @@ class Ledger:
             self.catch_up()
 
     def _apply_entry(self, entry_id: str, event: t.Event) -> None:
+        before = self.state.position
         apply(self.state, event)
         self.state.position = entry_id
+        if self._applied is not None:
+            self._applied(before, entry_id, event)
         if self.live:
             self.react(event)
 

@@ -99,6 +99,7 @@ class Orchestrator(pykka.ThreadingActor):
         clock: Clock,
         *,
         checkpoint: Callable[[FleetState], None] | None = None,
+        applied: Callable[[str, str, t.Event], None] | None = None,
         workspaces: Workspaces | None = None,
         stopped: threading.Event | None = None,
         finished: threading.Event | None = None,
@@ -125,6 +126,7 @@ class Orchestrator(pykka.ThreadingActor):
             clock,
             react=self._react,
             checkpoint=checkpoint,
+            applied=applied,
             snapshot_every=config.snapshot_every,
             log=self.log,
         )

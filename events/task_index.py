@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.resources
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ import structlog
 from redis.commands.core import Script
 
 from events import types as t
-from events.codec import DATA_FIELD, VERSION_FIELD, decode, decode_entry
+from events.codec import decode_entry
 from events.errors import UndecodableEvent
 from events.projection import apply
 from events.state import EVICTED_STATES, FleetState, TaskState
@@ -36,6 +37,10 @@ from events.store import EventStore, LogEntry, redis_errors
 __all__ = ["TaskIndex", "TaskIndexer", "fold_task", "manual_retry"]
 
 _PAGE = 2000
+_MOST_FED = 50_000  # entries fed to the indexer and not yet indexed it holds at most
+_FEED_POKE = 10_000  # ... and how many wake it
+
+Fed = tuple[str, str, t.Event]  # (the id before, the entry's id, its event)
 _TASKS_PER_CALL = 200  # tasks whose entries one script call reads (~1 ms of the server's time)
 _ENCODER = msgspec.msgpack.Encoder()
 _TASK_DECODER = msgspec.msgpack.Decoder(TaskState)
@@ -77,9 +82,9 @@ class TaskIndex:
         self._task_entries: Script = store.client.register_script(
             importlib.resources.files("events").joinpath("lua", "task_entries.lua").read_text()
         )
-        # the payloads of the open tasks whose submission this indexer read (O(live work)),
+        # the events of the open tasks whose submission this indexer read (O(live work)),
         # valid while the position is where this indexer left it
-        self._open: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._open: dict[str, list[t.Event]] = {}
         self._seen_to = ""
 
     def position(self) -> str:
@@ -88,55 +93,74 @@ class TaskIndex:
             raw: Any = self.client.get(self.keys.task_events_position)
         return raw.decode() if raw else "0-0"
 
-    def update(self) -> int:
-        """Index every entry after `position()`; the number of entries indexed."""
+    def update(self, fed: deque[Fed] | None = None) -> int:
+        """Index every entry after `position()`; the number of entries indexed.
+
+        `fed` holds entries the caller has read and decoded already (the daemon's orchestrator
+        applies every entry), each with the id of the one before it, in log order: those that
+        follow on from the position are indexed as they are; a gap before one is filled from
+        the log, as is whatever lies beyond the last."""
         done = 0
         position = self.position()
         if position != self._seen_to:
             self._open.clear()  # another indexer moved the position: what we hold may have gaps
+        waiting = len(fed) if fed else 0  # what came in meanwhile waits for the next update
         while True:
+            run: list[tuple[str, t.Event | None]] = []
+            while fed and waiting and len(run) < _PAGE:
+                before, entry_id, event = fed[0]
+                if _order(entry_id) > _order(position):
+                    if before != position:
+                        break  # a gap before it: the log fills it (below)
+                    run.append((entry_id, event))
+                    position = entry_id
+                fed.popleft()  # (else indexed already)
+                waiting -= 1
+            if run:
+                done += self._index(run, last=False)
+                continue
             start = "-" if position == "0-0" else "(" + position
             with redis_errors("read log"):
                 page: Any = self.client.xrange(self.keys.log, start, "+", count=_PAGE)
             if not page:
                 return done
-            touched: dict[str, None] = {}
-            with redis_errors("update task index"):
-                pipe = self.client.pipeline(transaction=False)
-                for n, (raw_id, fields) in enumerate(page):
-                    if n % 64 == 0:
-                        time.sleep(0)  # let the daemon's other threads have the interpreter
-                    task_id = self._follow(fields)
-                    if task_id is not None:
-                        entry_id = raw_id.decode()
-                        pipe.zadd(self.keys.task_events(task_id), {entry_id: _ms(entry_id)})
-                        touched[task_id] = None
-                pipe.execute()
-            self._summarise(list(touched), last=len(page) < _PAGE)
+            done += self._index([(i.decode(), _decoded(f)) for i, f in page], len(page) < _PAGE)
             position = page[-1][0].decode()
-            with redis_errors("update task index"):
-                self.client.set(self.keys.task_events_position, position)
-            self._seen_to = position
-            done += len(page)
-            if len(page) < _PAGE:
+            if len(page) < _PAGE and not waiting:
                 return done
 
-    def _follow(self, fields: dict[bytes, bytes]) -> str | None:
-        """The task an entry belongs to (None: none, or undecodable); its payload is kept while
-        the task is open and this indexer has seen all of it (from its submission), so that its
-        summary is folded without reading its events back."""
-        try:
-            event = decode_entry(fields)
-        except UndecodableEvent:
-            return None  # quarantined by the log's readers
+    def _index(self, run: Sequence[tuple[str, t.Event | None]], last: bool) -> int:
+        """Index `run`, the entries that follow the position (None: undecodable), and move the
+        position past them; `last`: the log holds nothing beyond them (as far as we know)."""
+        touched: dict[str, None] = {}
+        with redis_errors("update task index"):
+            pipe = self.client.pipeline(transaction=False)
+            for n, (entry_id, event) in enumerate(run):
+                if n % 64 == 0:
+                    time.sleep(0)  # let the daemon's other threads have the interpreter
+                task_id = self._follow(event)
+                if task_id is not None:
+                    pipe.zadd(self.keys.task_events(task_id), {entry_id: _ms(entry_id)})
+                    touched[task_id] = None
+            pipe.execute()
+        self._summarise(list(touched), last)
+        position = run[-1][0]
+        with redis_errors("update task index"):
+            self.client.set(self.keys.task_events_position, position)
+        self._seen_to = position
+        return len(run)
+
+    def _follow(self, event: t.Event | None) -> str | None:
+        """The task an entry belongs to (None: none, or undecodable); its events are kept while
+        the task is open and this indexer has seen all of them (from its submission), so that
+        its summary is folded without reading its events back."""
         task_id = getattr(event, "task_id", None)
-        if not isinstance(task_id, str):
+        if event is None or not isinstance(task_id, str):
             return None
-        raw = (fields[DATA_FIELD], fields.get(VERSION_FIELD, b"1"))
         if isinstance(event, t.TaskSubmitted):
-            self._open[task_id] = [raw]
+            self._open[task_id] = [event]
         elif task_id in self._open:
-            self._open[task_id].append(raw)
+            self._open[task_id].append(event)
         return task_id
 
     def _summarise(self, task_ids: Sequence[str], last: bool) -> None:
@@ -158,7 +182,7 @@ class TaskIndex:
         for tid in ended:
             time.sleep(0)  # let the daemon's other threads have the interpreter in between
             if tid in self._open:
-                task = fold_task(tid, (decode(p, int(v)) for p, v in self._open[tid]))
+                task = fold_task(tid, self._open[tid])
                 if not last and (task is None or task.state not in EVICTED_STATES):
                     continue  # it ends further on in the log: summarised when read there
                 del self._open[tid]
@@ -296,15 +320,25 @@ def manual_retry(store: EventStore, state: FleetState, task_id: str, at: float) 
 
 
 class TaskIndexer:
-    """Keeps a `TaskIndex` up to date on a thread of its own (the daemon pokes it after each
-    snapshot), so that indexing never holds up the caller."""
+    """Keeps a `TaskIndex` up to date on a thread of its own, so that indexing never holds up
+    the caller: the daemon feeds it every entry its orchestrator applies (`feed`, cheap) and
+    pokes it after each snapshot; it wakes by itself once enough entries are waiting."""
 
     def __init__(self, index: TaskIndex, idle: float = 30.0) -> None:
         self.index = index
         self.idle = idle  # the thread ends after this long without a poke
+        self._fed: deque[Fed] = deque()
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    def feed(self, before: str, entry_id: str, event: t.Event) -> None:
+        """An entry has been applied (the one before it was `before`): index it from here."""
+        waiting = len(self._fed)
+        if waiting < _MOST_FED:  # (else dropped: the indexer fills the gap from the log)
+            self._fed.append((before, entry_id, event))
+        if waiting + 1 == _FEED_POKE:
+            self.poke()
 
     def poke(self) -> None:
         """Bring the index up to the end of the log soon."""
@@ -320,9 +354,16 @@ class TaskIndexer:
         while self._wake.wait(self.idle):
             self._wake.clear()
             try:
-                self.index.update()
+                self.index.update(self._fed)
             except Exception as e:  # derived: the next poke or reader catches up (a client
                 # closed under it as its fleet stops is one such failure, and not an error)
                 structlog.get_logger("events.task_index").warning(
                     "task index update failed", error=f"{type(e).__name__}: {e}"
                 )
+
+
+def _decoded(fields: dict[bytes, bytes]) -> t.Event | None:
+    try:
+        return decode_entry(fields)
+    except UndecodableEvent:
+        return None  # quarantined by the log's readers

@@ -3,11 +3,14 @@ them; snapshots and the hot digest do not grow with finished tasks."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import msgspec
 import pytest
 import redis
 
 from events import (
+    Event,
     EventStore,
     SnapshotStore,
     TaskAssigned,
@@ -205,3 +208,32 @@ def test_a_long_lived_index_summarises_from_what_it_kept_as_a_rebuild_does(
     g = fresh.task("g")
     assert g is not None
     assert (g.state, g.last_reason) == ("dead_lettered", "again")
+
+
+def test_entries_fed_by_the_daemon_are_indexed_and_a_gap_in_them_is_read_from_the_log(
+    store: EventStore,
+) -> None:
+    """The daemon feeds its indexer each entry it applies, with the id before it; entries that
+    follow on are indexed as fed, a gap (entries applied before the feeding began, or dropped)
+    is filled from the log, and what was indexed already is skipped: the result is a rebuild's."""
+    store.append_batch([submit("h"), submit("i")])
+    fed: deque[tuple[str, str, Event]] = deque()
+    before = "0-0"
+    for entry in store.read_range():
+        fed.append((before, entry.id, entry.event))
+        before = entry.id
+    run_to_end(store, "h")
+    run_to_end(store, "i")
+    tail = store.read_range("(" + before)
+    fed.append((tail[-2].id, tail[-1].id, tail[-1].event))  # a gap before it; read past it
+    live = TaskIndex(store)
+    assert live.update(fed) == store.length()
+    assert not fed
+    assert live.update(deque()) == 0
+    summaries = {x.task_id: msgspec.msgpack.encode(x) for x in live.finished()}
+    ids = {task_id: live.entry_ids(task_id) for task_id in ("h", "i")}
+    fresh = TaskIndex(store)
+    fresh.rebuild()
+    assert summaries == {x.task_id: msgspec.msgpack.encode(x) for x in fresh.finished()}
+    assert ids == {task_id: fresh.entry_ids(task_id) for task_id in ("h", "i")}
+    assert set(summaries) == {"h", "i"}
