@@ -19,6 +19,7 @@ from events.types import EVENT_TYPES, AnyEvent, Event
 
 __all__ = [
     "DATA_FIELD",
+    "VERSION_BYTES",
     "VERSION_FIELD",
     "Upcaster",
     "decode",
@@ -40,7 +41,8 @@ _DECODER: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(AnyEvent)
 _RAW_DECODER = msgspec.msgpack.Decoder(dict[str, Any])
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 _MAX_VERSION_DIGITS = 3
-_VERSION_BYTES = {cls: str(cls.schema).encode() for cls in EVENT_TYPES.values()}
+VERSION_BYTES = {cls: str(cls.schema).encode() for cls in EVENT_TYPES.values()}
+"""The stored `v` field of each event class's current schema."""
 
 
 def register_upcaster(tag: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -60,7 +62,7 @@ def encode(event: Event) -> bytes:
 
 def encode_entry(event: Event) -> dict[bytes, bytes]:
     """The stream entry fields of one event."""
-    return {DATA_FIELD: _ENCODER.encode(event), VERSION_FIELD: _VERSION_BYTES[type(event)]}
+    return {DATA_FIELD: _ENCODER.encode(event), VERSION_FIELD: VERSION_BYTES[type(event)]}
 
 
 def upcast(data: dict[str, Any], version: int | None) -> Event:
@@ -113,7 +115,7 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> Event:
         raise UndecodableEvent("entry has no event data field")
     raw_version = fields.get(VERSION_FIELD, b"1")
     if not (0 < len(raw_version) <= _MAX_VERSION_DIGITS and raw_version.isdigit()):
-        # ASCII digits only, as `lua/read_page.lua` reads it: every reader must agree
+        # ASCII digits only: every reader must agree on what it skips
         raise UndecodableEvent(f"bad schema version {raw_version[:32]!r}")
     return decode(payload, int(raw_version))
 

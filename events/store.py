@@ -8,8 +8,8 @@ moved: this fences out stale writers (an old attempt, an old daemon epoch, anoth
 `append_groups` makes many of them in one round trip, each group fenced on its own, and can
 send back what others appended since the writer's position, so that it need not read.
 
-Reading: `read_range`/`read_from` return decoded entries; `pages` is the fast path replay uses
-(one msgpack document per page, decoded in one call); `tail` blocks on `XREAD`. An entry that
+Reading: `read_range`/`read_from` return decoded entries; `pages` and `event_pages` (replay's)
+are the fast path (`events.paging`); `tail` blocks on `XREAD`. An entry that
 cannot be decoded is recorded in the quarantine hash (`events.quarantine`) and skipped.
 """
 
@@ -29,7 +29,7 @@ from events.append_script import Records, group_args
 from events.codec import decode_entry
 from events.errors import StoreError, StoreUnavailable, TaskConflict, UndecodableEvent
 from events.keys import Keys
-from events.paging import DEFAULT_PAGE, EventPage, SlowRead, event_pages, triple_pages
+from events.paging import DEFAULT_PAGE, EventPage, SlowDecode, event_pages, triple_pages
 from events.quarantine import KEEP_BYTES, Quarantined, quarantine_record, read_records
 from events.state import FleetState
 from events.types import Event, TaskAssigned
@@ -115,9 +115,7 @@ class EventStore:
         self.client = client
         self.keys = Keys.for_namespace(namespace)
         self._append: Script = client.register_script(_load_script("append.lua"))
-        self._read_page: Script = client.register_script(_load_script("read_page.lua"))
         self._append_keys = [self.keys.log, self.keys.index, self.keys.idempotency]
-        self._page_sha: str | None = None
 
     # -- appending ---------------------------------------------------------------------
 
@@ -281,19 +279,11 @@ class EventStore:
         page_size: int = DEFAULT_PAGE,
         quarantined: list[Quarantined] | None = None,
     ) -> Iterator[Sequence[tuple[str, int, Event]]]:
-        """The log as pages of (id, schema version, event), each page read and decoded in one
-        go (`events.paging`); entries that cannot be decoded are quarantined (and added to
-        `quarantined`)."""
+        """The log as pages of (id, schema version, event) (`events.paging`); entries that
+        cannot be decoded are quarantined (and added to `quarantined`)."""
+        slow = self._slow_decoder(quarantined)
         with redis_errors("read"):
-            sha = self._page_script()
-            yield from triple_pages(
-                self.client,
-                sha,
-                self.keys.log,
-                (start, end),
-                page_size,
-                self._slow_reader(page_size, quarantined),
-            )
+            yield from triple_pages(self.client, self.keys.log, (start, end), page_size, slow)
 
     def event_pages(
         self,
@@ -303,34 +293,19 @@ class EventStore:
         quarantined: list[Quarantined] | None = None,
     ) -> Iterator[EventPage]:
         """Like `pages`, without the ids but each page's last (what replay needs): faster."""
+        slow = self._slow_decoder(quarantined)
         with redis_errors("read"):
-            sha = self._page_script()
-            yield from event_pages(
-                self.client,
-                sha,
-                self.keys.log,
-                (start, end),
-                page_size,
-                self._slow_reader(page_size, quarantined),
-            )
+            yield from event_pages(self.client, self.keys.log, (start, end), page_size, slow)
 
-    def _page_script(self) -> str:
-        """The sha of the page script, loaded into the server the first time."""
-        if self._page_sha is None:
-            self._page_sha = str(self.client.script_load(self._read_page.script))
-        return self._page_sha
+    def _slow_decoder(self, quarantined: list[Quarantined] | None) -> SlowDecode:
+        """Decodes one entry of a page the general way, quarantining it if it cannot be."""
 
-    def _slow_reader(self, count: int, quarantined: list[Quarantined] | None) -> SlowRead:
-        return lambda start, end: self._slow_page(start, end, count, quarantined)
+        def decode(entry_id: bytes, fields: Any) -> Event | None:
+            pairs = fields if isinstance(fields, dict) else _pairs(fields)
+            decoded = self._decode_all([(entry_id, pairs)], quarantined)
+            return decoded[0].event if decoded else None
 
-    def _slow_page(
-        self, start: str, end: str, count: int, quarantined: list[Quarantined] | None
-    ) -> list[tuple[str, int, Event]]:
-        """A page decoded entry by entry, quarantining what cannot be decoded."""
-        with redis_errors("read"):
-            raw: Any = self.client.xrange(self.keys.log, start, end, count=count)
-        entries = self._decode_all(raw, quarantined)
-        return [(e.id, e.event.schema, e.event) for e in entries]
+        return decode
 
     def read_raw(
         self, after: str, count: int, block_ms: int | None = None
