@@ -274,7 +274,7 @@ class AgentSupervisor(pykka.ThreadingActor):
         me = self.actor_ref
         done = handle.wait(0)
         if done is not None:  # ended already (a no-op, a spawn failure): no thread, no checks
-            me.tell(_Ended(spec.attempt, done))
+            self._ended(spec.attempt, done)
             return
 
         def wait() -> None:
