@@ -27,7 +27,7 @@ import redis
 from actors.fleet import Fleet
 from actors.policy import OrchestratorConfig
 from events import EventStore, TaskDefinition, TaskSubmitted
-from forge.runtimes import ProcessRun, ShellRuntime, native_shim, process
+from forge.runtimes import ProcessRun, ShellRuntime, native_shim, shim_launch
 from forge.server import EmbeddedServer
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -38,12 +38,12 @@ USS_TARGET = 1 << 20
 @contextmanager
 def using(command: list[str]) -> Iterator[None]:
     """Run every attempt started meanwhile under the shim `command`."""
-    chosen = process.shim_command
-    process.shim_command = lambda: list(command)
+    chosen = shim_launch.shim_command
+    shim_launch.shim_command = lambda: list(command)
     try:
         yield
     finally:
-        process.shim_command = chosen
+        shim_launch.shim_command = chosen
 
 
 def start_to_exit(command: list[str], home: Path, runs: int) -> float:
