@@ -37,8 +37,8 @@ from events.store import EventStore, LogEntry, redis_errors
 __all__ = ["TaskIndex", "TaskIndexer", "fold_task", "manual_retry"]
 
 _PAGE = 2000
-_MOST_FED = 50_000  # entries fed to the indexer and not yet indexed it holds at most
-_FEED_POKE = 10_000  # ... and how many wake it
+_MOST_FED = 6_000  # entries fed to the indexer and not yet indexed it holds at most
+_FEED_POKE = 2_000  # ... and how many wake it
 
 Fed = tuple[str, str, t.Event]  # (the id before, the entry's id, its event)
 _TASKS_PER_CALL = 200  # tasks whose entries one script call reads (~1 ms of the server's time)
@@ -136,7 +136,7 @@ class TaskIndex:
         with redis_errors("update task index"):
             pipe = self.client.pipeline(transaction=False)
             for n, (entry_id, event) in enumerate(run):
-                if n % 64 == 0:
+                if n % 256 == 0:
                     time.sleep(0)  # let the daemon's other threads have the interpreter
                 task_id = self._follow(event)
                 if task_id is not None:
