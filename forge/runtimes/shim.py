@@ -12,8 +12,8 @@ so that killing the daemon, even with SIGKILL, neither kills nor SIGPIPEs the ag
   `LC_CTYPE` to its environment, and secrets stay out of the shim's command line), then runs
   `argv` in its own process group with stdin from /dev/null;
 * copies the child's stdout and stderr, merged, to LOG (appending), masking the values of the
-  `--mask-env` variables and every secret *shape* (`_SHAPES`, the patterns of `events.redact`)
-  so that those secrets never reach the disk;
+  `--mask-env` variables and every secret *shape* (the patterns of `events.redact`; see
+  `forge.runtimes.shim_masking`) so that those secrets never reach the disk;
 * makes itself and the child child subreapers (Linux; the flag survives the child's exec): a
   process of the attempt that daemonizes (double fork, setsid) is reparented to the command, or
   to the shim once the command has ended, never to init, so it stays in the attempt's tree;
@@ -50,7 +50,6 @@ import contextlib
 import ctypes
 import json
 import os
-import re
 import select
 import signal
 import subprocess
@@ -58,99 +57,24 @@ import sys
 import time
 from types import FrameType
 
-_MIN_SECRET_LEN = 6  # as in events.redact: shorter values would mask ordinary words
-_MASK = b"***"
+if __package__:  # imported, or run with `-m forge.runtimes.shim`
+    from forge.runtimes.shim_masking import Masker, ShapeMasker
+else:  # run by path: -I leaves this directory off sys.path (appended: the stdlib comes first)
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+    from shim_masking import Masker, ShapeMasker  # type: ignore[import-not-found,no-redef]
+
 _CHUNK = 1 << 16
 _TICK = 0.1  # seconds between checks of the child's state while it is quiet
 _DRAIN_AFTER_EXIT = 1.0  # how long to wait for the pipe's end once the group is killed
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _CLEANUP_TIMEOUT = 5.0  # how long to keep killing what is left once the child has ended
-_MAX_HELD_LINE = 1 << 16  # an unfinished line longer than this is written up to its last blank
 _PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
 _TEST_HOLD = "FORGE_SHIM_TEST_HOLD_AFTER_EXIT"  # tests only: seconds to sleep after the record
 
-# The secret shapes of `events.redact` (the shim imports nothing outside the standard library);
-# tests/runtimes/test_shim_masking.py pins them equal to that module's patterns.
-URL_USERINFO = r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@"
-KEY_SHAPES = r"\b(sk-ant-[A-Za-z0-9_-]{6,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,})"
-ASSIGNMENT = (
-    r"(?<![A-Za-z0-9_.-])(?P<name>[A-Za-z0-9_.-]*(?:password|passwd|secret|token(?!s)|api[_-]?key)[A-Za-z0-9_]*)"
-    r"(?P<sep>\s*[=:]\s*)(?P<quote>[\"']?)(?P<value>[^\s\"',;&]+)"
-)
 try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
 except OSError:
     _LIBC = None
-
-_URL_USERINFO = re.compile(URL_USERINFO.encode())
-_KEY_SHAPES = re.compile(KEY_SHAPES.encode())
-_ASSIGNMENT = re.compile(ASSIGNMENT.encode(), re.IGNORECASE)
-
-
-def mask_shapes(data: bytes) -> bytes:
-    """`data` with every secret shape masked, as `events.redact.redact` masks text."""
-    if not data:
-        return data
-    data = _URL_USERINFO.sub(lambda m: m["scheme"] + m["user"] + b":" + _MASK + b"@", data)
-    data = _KEY_SHAPES.sub(_MASK, data)
-    return _ASSIGNMENT.sub(lambda m: m["name"] + m["sep"] + m["quote"] + _MASK, data)
-
-
-class ShapeMasker:
-    """Mask secret shapes line by line: an unfinished line waits for its end (or a blank)."""
-
-    def __init__(self) -> None:
-        self._held = b""
-
-    def feed(self, data: bytes) -> bytes:
-        buf = self._held + data
-        cut = buf.rfind(b"\n") + 1
-        if len(buf) - cut > _MAX_HELD_LINE:  # a very long line: write it up to its last blank
-            blank = max(buf.rfind(b" ", cut), buf.rfind(b"\t", cut))
-            cut = blank + 1 if blank >= 0 else len(buf)
-        self._held = buf[cut:]
-        return mask_shapes(buf[:cut])
-
-    def flush(self) -> bytes:
-        out, self._held = self._held, b""
-        return mask_shapes(out)
-
-
-class Masker:
-    """Replace secret values in a byte stream, even when a value is split across chunks."""
-
-    def __init__(self, secrets: list[bytes]) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LEN}, key=len)[::-1]
-        self._held = b""
-
-    def feed(self, data: bytes) -> bytes:
-        """Mask what can be masked now; hold back a tail that may start a secret."""
-        if not self._secrets:
-            return data
-        buf = self._mask(self._held + data)
-        hold = self._partial_suffix(buf)
-        self._held = buf[len(buf) - hold :]
-        return buf[: len(buf) - hold]
-
-    def flush(self) -> bytes:
-        """Everything still held back (at the end of the stream)."""
-        out, self._held = self._held, b""
-        return out
-
-    def _mask(self, buf: bytes) -> bytes:
-        for secret in self._secrets:
-            buf = buf.replace(secret, _MASK)
-        return buf
-
-    def _partial_suffix(self, buf: bytes) -> int:
-        """Length of the longest end of `buf` that is the beginning of a secret."""
-        longest = 0
-        for secret in self._secrets:
-            for size in range(min(len(secret) - 1, len(buf)), longest, -1):
-                if buf.endswith(secret[:size]):
-                    longest = size
-                    break
-        return longest
 
 
 class Shim:

@@ -23,7 +23,7 @@ from forge.runtimes import (
     register_runtime,
     secret_env_names,
 )
-from forge.runtimes.shim import Masker
+from forge.runtimes.shim_masking import Masker
 from tests.runtimes.conftest import BASE_ENV, WAIT, Collector, Harness
 
 

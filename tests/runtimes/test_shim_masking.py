@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from events import redact
-from forge.runtimes import native_shim, shim
+from forge.runtimes import native_shim, shim_masking
 from tests.runtimes.conftest import BASE_ENV, WAIT, Collector, Harness, wait_until
 
 KEY = "sk-ant-api03-AAAAAAAAAAAAAAAAAAAA"
@@ -23,7 +23,7 @@ SHAPES = ("URL_USERINFO", "KEY_SHAPES", "ASSIGNMENT")
 
 def test_the_shims_secret_shapes_are_those_of_events_redact() -> None:
     for name in SHAPES:
-        ours: re.Pattern[bytes] = getattr(shim, f"_{name}")
+        ours: re.Pattern[bytes] = getattr(shim_masking, f"_{name}")
         theirs: re.Pattern[str] = getattr(redact, f"_{name}")
         assert ours.pattern.decode() == theirs.pattern
         assert ours.flags & re.IGNORECASE == theirs.flags & re.IGNORECASE
@@ -46,20 +46,20 @@ def test_masking_bytes_agrees_with_redact() -> None:
         f"token={KEY} url postgres://me:hunter2pw@db/x "
         "PASSWORD: 'letmein99' ghp_BBBBBBBBBBBBBBBBBBBBBBBB input_tokens=12\n"
     )
-    assert shim.mask_shapes(text.encode()).decode() == redact.redact(text)
+    assert shim_masking.mask_shapes(text.encode()).decode() == redact.redact(text)
 
 
 def test_a_secret_split_anywhere_across_reads_is_masked() -> None:
     data = f"start\nthe key is {KEY} and password=hunter22 end\n".encode()
-    expected = shim.mask_shapes(data)
+    expected = shim_masking.mask_shapes(data)
     for size in (1, 3, 7, 16):
-        masker = shim.ShapeMasker()
+        masker = shim_masking.ShapeMasker()
         out = b"".join(masker.feed(data[i : i + size]) for i in range(0, len(data), size))
         assert out + masker.flush() == expected
 
 
 def test_a_very_long_line_is_written_before_its_end_and_still_masked() -> None:
-    masker = shim.ShapeMasker()
+    masker = shim_masking.ShapeMasker()
     words = b"word " * 20_000  # 100 kB of one unfinished line
     out = masker.feed(words + KEY.encode()[:10])
     assert out  # not all held back
@@ -119,8 +119,8 @@ def test_both_shims_mask_a_corpus_exactly_as_events_redact_does(harness: Harness
 
     assert outcome is not None
     assert outcome.ok
-    expected = [shim.mask_shapes(line.replace(secret, b"***")) for line in lines]
-    assert shim.mask_shapes(b"".join(lines).replace(secret, b"***")) == b"".join(expected)
+    expected = [shim_masking.mask_shapes(line.replace(secret, b"***")) for line in lines]
+    assert shim_masking.mask_shapes(b"".join(lines).replace(secret, b"***")) == b"".join(expected)
     on_disk = [line + b"\n" for line in Path(spec.log_path).read_bytes().split(b"\n")[:-1]]
     differing = [(a, b) for a, b in zip(on_disk, expected, strict=True) if a != b]
     assert differing == []
