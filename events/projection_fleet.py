@@ -1,5 +1,6 @@
 """`apply` handlers for everything but tasks: agents, circuit breakers, the budget, the
-daemon and node leases (see `events.projection`, which dispatches to them)."""
+daemon, node leases and the requests to agents and the daemon (see `events.projection`, which
+dispatches to them; tasks are `events.projection_tasks`)."""
 
 from __future__ import annotations
 
@@ -158,3 +159,15 @@ def _lease_lost(state: FleetState, e: t.NodeLeaseLost) -> None:
     node.running = node.held = False
     node.lost = True
     state.daemon_running = any(n.running for n in state.nodes.values())
+
+
+# -- requests to agents and the daemon -----------------------------------------------------
+
+
+def _agent_request(state: FleetState, e: t.Event) -> None:
+    state.agent_requests += 1
+
+
+def _stop_requested(state: FleetState, e: t.DaemonStopRequested) -> None:
+    state.stop_requested = True
+    state.stop_requests[e.node_id or "*"] = e.at
