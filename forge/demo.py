@@ -33,7 +33,8 @@ from forge.log import configure_logging
 from forge.runtimes import ShellRuntime, iter_log_lines
 from forge.server import EmbeddedServer
 from forge.settings import load_settings
-from forge.submit import TaskRequest, plan
+from forge.submit import plan
+from forge.task_request import TaskRequest
 
 __all__ = ["demo_tasks", "main", "make_scratch_repo"]
 

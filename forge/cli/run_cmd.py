@@ -20,7 +20,8 @@ from forge.daemon import build_runtimes, node_id, orchestrator_config, workspace
 from forge.daemon_process import DaemonFiles
 from forge.log import configure_logging
 from forge.settings import NAMESPACE_PATTERN
-from forge.submit import TaskRequest, plan, read_tasks_file
+from forge.submit import plan
+from forge.task_request import TaskRequest, read_tasks_file
 
 __all__ = ["run"]
 

@@ -35,7 +35,8 @@ from forge.cli.render import (
 )
 from forge.cli.task_logs import follow_task, log_path, print_attempt
 from forge.errors import ForgeError, InvalidTask, NotFound
-from forge.submit import TaskRequest, plan, read_tasks_file, submit
+from forge.submit import plan, submit
+from forge.task_request import TaskRequest, read_tasks_file
 
 __all__ = ["request_cancel", "request_retry", "task"]
 

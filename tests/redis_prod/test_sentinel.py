@@ -19,7 +19,8 @@ from events.store import EventStore
 from events.types import TaskSubmitted
 from forge.connection import connect
 from forge.settings import load_settings
-from forge.submit import TaskRequest, plan, submit
+from forge.submit import plan, submit
+from forge.task_request import TaskRequest
 from tests.redis_prod.conftest import forge, forge_env, one_error_line
 from tests.redis_prod.servers import RedisProcess, RedisSet, make_certificates
 
