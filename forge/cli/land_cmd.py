@@ -35,8 +35,8 @@ from forge.runtimes.workspace import (
     branch_for,
     dirty_files,
     git,
-    sweep_worktrees,
 )
+from forge.runtimes.worktree_sweep import sweep_worktrees
 from forge.settings import environment
 from forge.submit import MAX_PROMPT_BYTES
 

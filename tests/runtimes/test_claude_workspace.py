@@ -18,11 +18,11 @@ from forge.runtimes.workspace import (
     Workspace,
     WorkspaceError,
     branch_for,
-    cleanup_worktrees,
     has_commits,
     prepare_worktree,
     release_worktree,
 )
+from forge.runtimes.worktree_sweep import cleanup_worktrees
 from tests.mock_anthropic import DEFAULT_MODEL, MockAnthropic, Reply, Text, ToolUse
 
 GIT_ENV = {
