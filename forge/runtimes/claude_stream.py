@@ -15,14 +15,11 @@ Every text that leaves the parser (summaries, reasons) goes through `events.reda
 
 from __future__ import annotations
 
-import re
 import signal as signals
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -37,9 +34,10 @@ from actors.runtime import (
 )
 from events.redact import redact
 from forge.runtimes.claude_denials import denied_reason, read_denials
+from forge.runtimes.claude_reset import parse_reset_time
 from forge.runtimes.claude_usage import UsageMeter, UsageThrottle
 
-__all__ = ["ProgressThrottle", "StreamParser", "classify_api_error", "parse_reset_time"]
+__all__ = ["ProgressThrottle", "StreamParser", "classify_api_error"]
 
 SUMMARY_CHARS = 200  # a progress summary is one short line
 _REASON_CHARS = 500
@@ -367,57 +365,3 @@ def _reason(result: _Line) -> str:
     else:
         text = f"API error {result.api_error_status}"
     return _short(text, _REASON_CHARS)
-
-
-_LEGACY_LIMIT = re.compile(r"usage limit reached\|(\d{9,11})")
-_RESETS = re.compile(
-    r"hit your .*?limit.*?resets\s+(?P<when>[^()]+?)\s*(?:\((?P<tz>[A-Za-z_/+-]+)\))?\s*$",
-    re.IGNORECASE,
-)
-_CLOCK = re.compile(r"(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ampm>am|pm)", re.IGNORECASE)
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_DATE = re.compile(r"\b(?P<mon>[A-Za-z]{3})[a-z]*\.?\s+(?P<day>\d{1,2})\b")
-
-
-def parse_reset_time(text: str, now: float) -> float | None:
-    """The epoch time a usage-limit message says the limit resets at; None if it says none.
-
-    Understands the legacy `Claude AI usage limit reached|<epoch>` and the current
-    `You've hit your … limit · resets 3:45pm` (optionally a weekday or `Apr 17,` and a
-    `(Area/City)` zone; the local zone otherwise). The next such moment after `now` is taken.
-    """
-    legacy = _LEGACY_LIMIT.search(text)
-    if legacy:
-        return float(legacy.group(1))
-    match = _RESETS.search(text.strip())
-    if not match:
-        return None
-    when = match["when"]
-    clock = _CLOCK.search(when)
-    if not clock:
-        return None
-    hour = int(clock["h"]) % 12 + (12 if clock["ampm"].lower() == "pm" else 0)
-    minute = int(clock["m"] or 0)
-    zone = None
-    if match["tz"]:
-        try:
-            zone = ZoneInfo(match["tz"])
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = None
-    current = datetime.fromtimestamp(now, zone).astimezone(zone)
-    candidate = current.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    date = _DATE.search(when)
-    weekday = next((i for i, d in enumerate(_WEEKDAYS) if when.lower().startswith(d)), None)
-    if date and date["mon"].lower()[:3] in _MONTHS:
-        month = _MONTHS.index(date["mon"].lower()[:3]) + 1
-        candidate = candidate.replace(month=month, day=int(date["day"]))
-        if candidate.timestamp() <= now:
-            candidate = candidate.replace(year=candidate.year + 1)
-    elif weekday is not None:
-        candidate += timedelta(days=(weekday - candidate.weekday()) % 7)
-        if candidate.timestamp() <= now:
-            candidate += timedelta(days=7)
-    elif candidate.timestamp() <= now:
-        candidate += timedelta(days=1)
-    return candidate.timestamp()

@@ -18,11 +18,11 @@ from actors.runtime import (
     UsageNotice,
 )
 from events.redact import forget_secrets, register_secrets
+from forge.runtimes.claude_reset import parse_reset_time
 from forge.runtimes.claude_stream import (
     ProgressThrottle,
     StreamParser,
     classify_api_error,
-    parse_reset_time,
 )
 
 DATA = Path(__file__).parent.parent / "data" / "claude"
