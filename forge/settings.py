@@ -18,7 +18,6 @@ import msgspec
 from events.redact import is_secret_name, redact_value
 from forge.errors import ConfigError
 from forge.redis_url import redis_url_problems, url_passwords
-from forge.settings_docs import FIELD_DOCS
 
 __all__ = [
     "NAMESPACE_PATTERN",
@@ -34,7 +33,6 @@ __all__ = [
     "RetrySettings",
     "RuntimeSettings",
     "Settings",
-    "default_config_text",
     "environment",
     "forge_home",
     "load_settings",
@@ -386,31 +384,3 @@ def validate_file(path: str | Path) -> list[str]:
     raw = _read_toml(Path(path))
     _, problems = _check(raw)
     return problems
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return msgspec.json.encode(value).decode()
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def default_config_text() -> str:
-    """A commented settings file holding every default, for `forge config init`."""
-    lines = [
-        "# Forge settings. Precedence: this file < FORGE_<SECTION>_<FIELD> variables < flags.",
-        "# `forge config validate` checks this file; `forge config show` prints the result.",
-    ]
-    for section, cls in SECTIONS.items():
-        lines += ["", f"[{section}]"]
-        defaults = msgspec.structs.asdict(cls())
-        for name, value in defaults.items():
-            lines.append(f"# {FIELD_DOCS.get(f'{section}.{name}', name)}")
-            if value is None:
-                lines.append(f"# {name} = ")
-            else:
-                lines.append(f"{name} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"

@@ -1,8 +1,19 @@
-"""One line about each setting, written above it by `forge config init` (forge/settings.py)."""
+"""The commented settings file `forge config init` writes: one line about each setting, written
+above it, and the rendering of every default (`default_config_text`).
+
+Apart from `forge.settings`, which loads and checks settings: this is text for people, and
+nothing that loads settings needs it.
+"""
 
 from __future__ import annotations
 
-__all__ = ["FIELD_DOCS"]
+from typing import Any
+
+import msgspec
+
+from forge.settings import SECTIONS
+
+__all__ = ["FIELD_DOCS", "default_config_text"]
 
 FIELD_DOCS = {
     "redis.url": "Use this Redis/Valkey instead of the embedded server (redis://, rediss://, "
@@ -74,3 +85,31 @@ FIELD_DOCS = {
     "the machine).",
     "container.run_args": "Extra arguments of the engine's run command, before the image.",
 }
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return msgspec.json.encode(value).decode()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def default_config_text() -> str:
+    """A commented settings file holding every default, for `forge config init`."""
+    lines = [
+        "# Forge settings. Precedence: this file < FORGE_<SECTION>_<FIELD> variables < flags.",
+        "# `forge config validate` checks this file; `forge config show` prints the result.",
+    ]
+    for section, cls in SECTIONS.items():
+        lines += ["", f"[{section}]"]
+        defaults = msgspec.structs.asdict(cls())
+        for name, value in defaults.items():
+            lines.append(f"# {FIELD_DOCS.get(f'{section}.{name}', name)}")
+            if value is None:
+                lines.append(f"# {name} = ")
+            else:
+                lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

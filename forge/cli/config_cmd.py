@@ -10,7 +10,8 @@ import click
 from forge.cli.app import App, echo_data, json_option, pass_app
 from forge.errors import ConfigError
 from forge.private_files import private_directory, write_private
-from forge.settings import default_config_text, forge_home, load_settings, validate_file
+from forge.settings import forge_home, load_settings, validate_file
+from forge.settings_docs import default_config_text
 
 __all__ = ["config"]
 

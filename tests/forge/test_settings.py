@@ -10,11 +10,11 @@ import pytest
 from forge.errors import ConfigError
 from forge.settings import (
     Settings,
-    default_config_text,
     load_settings,
     secret_values,
     validate_file,
 )
+from forge.settings_docs import default_config_text
 
 
 def write(path: Path, text: str) -> Path:
