@@ -39,6 +39,7 @@ __all__ = ["TaskIndex", "TaskIndexer", "fold_task", "manual_retry"]
 _PAGE = 2000
 _MOST_FED = 6_000  # entries fed to the indexer and not yet indexed it holds at most
 _FEED_POKE = 2_000  # ... and how many wake it
+_MOST_OPEN = 10_000  # open tasks whose events the indexer keeps at most (the rest: read back)
 
 Fed = tuple[str, str, t.Event]  # (the id before, the entry's id, its event)
 _TASKS_PER_CALL = 200  # tasks whose entries one script call reads (~1 ms of the server's time)
@@ -158,7 +159,10 @@ class TaskIndex:
         if event is None or not isinstance(task_id, str):
             return None
         if isinstance(event, t.TaskSubmitted):
-            self._open[task_id] = [event]
+            if len(self._open) < _MOST_OPEN:
+                self._open[task_id] = [event]
+            else:  # a backlog this long is summarised by reading its events back
+                self._open.pop(task_id, None)
         elif task_id in self._open:
             self._open[task_id].append(event)
         return task_id

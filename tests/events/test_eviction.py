@@ -25,6 +25,7 @@ from events import (
     TaskSubmitted,
     TaskUsage,
     replay,
+    task_index,
 )
 from events.state import FleetState
 from events.task_index import TaskIndex, manual_retry
@@ -173,13 +174,16 @@ def test_reopening_restores_a_finished_task(store: EventStore) -> None:
     assert [x.task_id for x in TaskIndex(store).finished()] == []  # no longer finished
 
 
+@pytest.mark.parametrize("most_open", [10_000, 1])
 def test_a_long_lived_index_summarises_from_what_it_kept_as_a_rebuild_does(
-    store: EventStore,
+    store: EventStore, monkeypatch: pytest.MonkeyPatch, most_open: int
 ) -> None:
-    """The daemon's index keeps the payloads of the open tasks whose submission it read and folds
-    their summaries from those; updated after every append (tasks end across its pages, one
-    is retried after it ended, one was submitted before the index started), its summaries are
-    a rebuild's, which reads every task's events back."""
+    """The daemon's index keeps the events of the open tasks whose submission it read (up to a
+    bound: beyond it, tasks are read back) and folds their summaries from those; updated after
+    every append (tasks end across its pages, one is retried after it ended, one was submitted
+    before the index started), its summaries are a rebuild's, which reads every task's events
+    back."""
+    monkeypatch.setattr(task_index, "_MOST_OPEN", most_open)
     store.append(submit("before"))
     live = TaskIndex(store)
     steps = [
