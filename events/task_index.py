@@ -86,6 +86,7 @@ class TaskIndex:
         # the events of the open tasks whose submission this indexer read (O(live work)),
         # valid while the position is where this indexer left it
         self._open: dict[str, list[t.Event]] = {}
+        self._deferred: dict[str, None] = {}  # ended by the index, not yet by what we kept
         self._seen_to = ""
 
     def position(self) -> str:
@@ -105,6 +106,7 @@ class TaskIndex:
         position = self.position()
         if position != self._seen_to:
             self._open.clear()  # another indexer moved the position: what we hold may have gaps
+            self._deferred.clear()
         waiting = len(fed) if fed else 0  # what came in meanwhile waits for the next update
         while True:
             run: list[tuple[str, t.Event | None]] = []
@@ -124,6 +126,9 @@ class TaskIndex:
             with redis_errors("read log"):
                 page: Any = self.client.xrange(self.keys.log, start, "+", count=_PAGE)
             if not page:
+                if self._deferred:  # the end of the log: what they make is their summary
+                    self._summarise(list(self._deferred), last=True)
+                    self._deferred.clear()
                 return done
             done += self._index([(i.decode(), _decoded(f)) for i, f in page], len(page) < _PAGE)
             position = page[-1][0].decode()
@@ -188,7 +193,9 @@ class TaskIndex:
             if tid in self._open:
                 task = fold_task(tid, self._open[tid])
                 if not last and (task is None or task.state not in EVICTED_STATES):
-                    continue  # it ends further on in the log: summarised when read there
+                    self._deferred[tid] = None  # it ends further on: summarised when read there
+                    continue
+                self._deferred.pop(tid, None)
                 del self._open[tid]
                 summaries[tid] = task
         unkept = [tid for tid in ended if tid not in summaries and tid not in self._open]

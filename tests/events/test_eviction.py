@@ -241,3 +241,21 @@ def test_entries_fed_by_the_daemon_are_indexed_and_a_gap_in_them_is_read_from_th
     assert summaries == {x.task_id: msgspec.msgpack.encode(x) for x in fresh.finished()}
     assert ids == {task_id: fresh.entry_ids(task_id) for task_id in ("h", "i")}
     assert set(summaries) == {"h", "i"}
+
+
+def test_a_task_the_index_ends_and_its_events_do_not_is_summarised_at_the_end_of_the_log(
+    store: EventStore,
+) -> None:
+    """The derived append index says a task ended while its events (kept by the indexer) do
+    not end it — the index was written by someone else: once the indexer reaches the end of the
+    log, what the events make is the summary, as a read-back's would be."""
+    store.append(submit("j"))
+    (entry,) = store.read_range()
+    store.client.hset(store.keys.index, "j", "completed|1|1")
+    live = TaskIndex(store)
+    assert live.update(deque([("0-0", entry.id, entry.event)])) == 1
+    summaries = [msgspec.msgpack.encode(x) for x in live.finished()]
+    assert [(x.task_id, x.state) for x in live.finished()] == [("j", "queued")]
+    fresh = TaskIndex(store)
+    fresh.rebuild()
+    assert summaries == [msgspec.msgpack.encode(x) for x in fresh.finished()]
