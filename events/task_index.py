@@ -37,8 +37,8 @@ from events.store import EventStore, LogEntry, redis_errors
 __all__ = ["TaskIndex", "TaskIndexer", "fold_task", "manual_retry"]
 
 _PAGE = 2000
-_MOST_FED = 6_000  # entries fed to the indexer and not yet indexed it holds at most
-_FEED_POKE = 2_000  # ... and how many wake it
+_MOST_FED = 12_000  # entries fed to the indexer and not yet indexed it holds at most
+_FEED_POKE = 5_000  # ... and how many wake it
 _MOST_OPEN = 10_000  # open tasks whose events the indexer keeps at most (the rest: read back)
 
 Fed = tuple[str, str, t.Event]  # (the id before, the entry's id, its event)
@@ -142,7 +142,7 @@ class TaskIndex:
         with redis_errors("update task index"):
             pipe = self.client.pipeline(transaction=False)
             for n, (entry_id, event) in enumerate(run):
-                if n % 256 == 0:
+                if n % 64 == 63:
                     time.sleep(0)  # let the daemon's other threads have the interpreter
                 task_id = self._follow(event)
                 if task_id is not None:
@@ -186,10 +186,12 @@ class TaskIndex:
             for tid, value in zip(task_ids, raw, strict=True)
             if value and value.decode().partition("|")[0] in EVICTED_STATES
         ]
-        gone = [tid for tid, value in zip(task_ids, raw, strict=True) if tid not in ended]
+        ended_set = set(ended)
+        gone = [tid for tid in task_ids if tid not in ended_set]
         summaries: dict[str, TaskState | None] = {}
-        for tid in ended:
-            time.sleep(0)  # let the daemon's other threads have the interpreter in between
+        for n, tid in enumerate(ended):
+            if n % 32 == 31:
+                time.sleep(0)  # let the daemon's other threads have the interpreter
             if tid in self._open:
                 task = fold_task(tid, self._open[tid])
                 if not last and (task is None or task.state not in EVICTED_STATES):
