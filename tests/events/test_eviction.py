@@ -259,3 +259,17 @@ def test_a_task_the_index_ends_and_its_events_do_not_is_summarised_at_the_end_of
     fresh = TaskIndex(store)
     fresh.rebuild()
     assert summaries == [msgspec.msgpack.encode(x) for x in fresh.finished()]
+
+
+def test_what_is_fed_to_an_indexer_that_cannot_keep_up_is_bounded(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An indexer that is not indexing (the log stalled under it, or it fell behind) holds at
+    most `_MOST_FED` fed entries; the rest are dropped, and the gap is read from the log once it
+    can: nothing is lost, as the log has it all."""
+    indexer = task_index.TaskIndexer(TaskIndex(store))
+    monkeypatch.setattr(indexer, "poke", lambda: None)  # it never runs
+    event = submit("k")
+    for i in range(task_index._MOST_FED + 100):
+        indexer.feed(f"{i}-0", f"{i + 1}-0", event)
+    assert len(indexer._fed) == task_index._MOST_FED
