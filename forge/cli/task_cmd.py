@@ -33,7 +33,7 @@ from forge.cli.render import (
     task_duration,
     task_or_fail,
 )
-from forge.cli.task_logs import follow_task, log_path, print_attempt
+from forge.cli.task_logs import follow_attempt, follow_task, log_path, print_attempt
 from forge.errors import ForgeError, InvalidTask, NotFound
 from forge.submit import plan, submit
 from forge.task_request import TaskRequest, read_tasks_file
@@ -300,6 +300,7 @@ def show_cmd(app: App, task_id: str, as_json: bool) -> None:
 @pass_app
 def logs_cmd(app: App, task_id: str, follow: bool, attempt: int | None, raw: bool) -> None:
     """Print the output of a task's attempt (secrets masked); a claude task's as a transcript."""
+    position = app.store.last_id() or "0-0"  # the state below is at least this recent
     x = task_or_fail(fleet_state(app), task_id, app)
     if x.attempt == 0 and not follow:
         raise NotFound(f"task {task_id} has not started yet ({x.state})")
@@ -307,7 +308,10 @@ def logs_cmd(app: App, task_id: str, follow: bool, attempt: int | None, raw: boo
         if follow and attempt is None:
             follow_task(app, task_id, max(x.attempt, 1), raw=raw)
             return
-        print_attempt(log_path(app, x, attempt), x, follow=follow, raw=raw)
+        if follow and attempt is not None:
+            follow_attempt(app, x, attempt, position, raw=raw)
+        else:
+            print_attempt(log_path(app, x, attempt), x, follow=False, raw=raw)
     except KeyboardInterrupt:
         return
 

@@ -8,10 +8,12 @@ Claude Code's stream-json; unless `--raw` is asked for, it is rendered as a tran
 from __future__ import annotations
 
 import os
+import threading
 
 import click
 
 from actors.runtime import is_transient
+from events import types as t
 from events.state import TaskState
 from forge.cli.app import App
 from forge.cli.render import fleet_state, task_or_fail
@@ -19,7 +21,7 @@ from forge.errors import NotFound
 from forge.runtimes import iter_log_lines, status_path_for
 from forge.runtimes.claude_transcript import TranscriptRenderer
 
-__all__ = ["follow_task", "log_path", "print_attempt"]
+__all__ = ["follow_attempt", "follow_task", "log_path", "print_attempt"]
 
 
 def log_path(app: App, x: TaskState, attempt: int | None) -> str:
@@ -36,19 +38,59 @@ def _transcript(x: TaskState, raw: bool) -> bool:
     return x.definition.runtime == "claude" and not raw
 
 
-def print_attempt(path: str, x: TaskState, *, follow: bool, raw: bool) -> None:
-    """Print one attempt's log: as written, or as a transcript for a claude task."""
+def print_attempt(
+    path: str, x: TaskState, *, follow: bool, raw: bool, stop: threading.Event | None = None
+) -> None:
+    """Print one attempt's log: as written, or as a transcript for a claude task; with `follow`,
+    until its status file says it ended or `stop` is set (the log recorded its end)."""
     if not _transcript(x, raw):
-        for line in iter_log_lines(path, follow=follow):
+        for line in iter_log_lines(path, follow=follow, stop=stop):
             click.echo(line)
         return
     renderer = TranscriptRenderer()
-    for line in iter_log_lines(path, follow=follow, redacted=False):
+    for line in iter_log_lines(path, follow=follow, stop=stop, redacted=False):
         for out in renderer.feed(line):
             click.echo(out)
     if os.path.exists(status_path_for(path)):  # the attempt has ended: say if it gave no result
         for out in renderer.finish():
             click.echo(out)
+
+
+def _ends(event: t.Event, task_id: str, attempt: int) -> bool:
+    """Whether `event` records that attempt `attempt` of the task is over."""
+    if getattr(event, "task_id", None) != task_id:
+        return False
+    if isinstance(event, t.TaskCompleted | t.TaskFailed):
+        return event.attempt >= attempt
+    if isinstance(event, t.TaskAssigned):
+        return event.attempt > attempt
+    return isinstance(event, t.TaskCancelled | t.TaskDeadLettered)
+
+
+def follow_attempt(app: App, x: TaskState, attempt: int, after: str, *, raw: bool) -> None:
+    """Print attempt `attempt` of task `x` (as the log stood at `after`) as it is written, until
+    it ends: by its status file, or by the log recording its end — an attempt whose wrapper died
+    before writing a status file is followed no longer than that."""
+    path = log_path(app, x, attempt)
+    if attempt < x.attempt or x.state not in ("assigned", "running"):
+        print_attempt(path, x, follow=False, raw=raw)  # over already
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        try:
+            for entry in app.store.tail(after=after, block_ms=500, stop=stop):
+                if _ends(entry.event, x.task_id, attempt):
+                    stop.set()
+        except Exception:  # the log is unreachable: the status file alone tells
+            return
+
+    watcher = threading.Thread(target=watch, name="forge-logs-watch", daemon=True)
+    watcher.start()
+    try:
+        print_attempt(path, x, follow=True, raw=raw, stop=stop)
+    finally:
+        stop.set()
 
 
 def _settled(x: TaskState) -> bool:
@@ -64,13 +106,14 @@ def follow_task(app: App, task_id: str, first: int, *, raw: bool) -> None:
     n = first
     position = app.store.last_id() or "0-0"
     while True:
+        read_at = app.store.last_id() or "0-0"  # the state below is at least this recent
         x = task_or_fail(fleet_state(app), task_id, app)
         if n <= x.attempt:
             path = log_path(app, x, n)
             if os.path.exists(path):
                 if n > first:
                     click.echo(f"--- attempt {n} ---")
-                print_attempt(path, x, follow=True, raw=raw)
+                follow_attempt(app, x, n, read_at, raw=raw)
                 n += 1
                 continue
             if n < x.attempt or x.state not in ("assigned", "running"):
