@@ -13,21 +13,19 @@ The keys are beside the log, not in it: the log records who took a lease and who
 
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Sequence
 
 import redis
 from redis.commands.core import Script
 
 from events.keys import Keys
-from events.store import redis_errors
+from events.store import load_script, redis_errors
 
 __all__ = ["NodeLeases"]
 
 
 def _script(client: redis.Redis, name: str) -> Script:
-    text = importlib.resources.files("events").joinpath("lua", name).read_text("utf-8")
-    return client.register_script(text)
+    return client.register_script(load_script(name))
 
 
 class NodeLeases:

@@ -44,6 +44,8 @@ __all__ = [
     "LogEntry",
     "Quarantined",
     "Records",
+    "entry_fields",
+    "load_script",
     "redis_errors",
 ]
 
@@ -93,11 +95,12 @@ def redis_errors(action: str) -> Iterator[None]:
         raise StoreError(f"{action}: {e}") from e
 
 
-def _load_script(name: str) -> str:
+def load_script(name: str) -> str:
+    """The text of one of the log's Lua scripts (events/lua/NAME)."""
     return importlib.resources.files("events").joinpath("lua", name).read_text("utf-8")
 
 
-def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+def entry_fields(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     """A stream entry's fields from the flat list a script returns them as."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -114,7 +117,7 @@ class EventStore:
             raise StoreError("the event store needs a Redis client with decode_responses=False")
         self.client = client
         self.keys = Keys.for_namespace(namespace)
-        self._append: Script = client.register_script(_load_script("append.lua"))
+        self._append: Script = client.register_script(load_script("append.lua"))
         self._append_keys = [self.keys.log, self.keys.index, self.keys.idempotency]
 
     # -- appending ---------------------------------------------------------------------
@@ -179,7 +182,7 @@ class EventStore:
         entries = None
         if after is not None and isinstance(raw_entries, list):
             entries = self._decode_all(
-                [(entry_id, _pairs(fields)) for entry_id, fields in raw_entries]
+                [(entry_id, entry_fields(fields)) for entry_id, fields in raw_entries]
             )
         results: list[list[str] | TaskConflict] = []
         for group, raw in zip(groups, raw_results, strict=True):
@@ -301,7 +304,7 @@ class EventStore:
         """Decodes one entry of a page the general way, quarantining it if it cannot be."""
 
         def decode(entry_id: bytes, fields: Any) -> Event | None:
-            pairs = fields if isinstance(fields, dict) else _pairs(fields)
+            pairs = fields if isinstance(fields, dict) else entry_fields(fields)
             decoded = self._decode_all([(entry_id, pairs)], quarantined)
             return decoded[0].event if decoded else None
 
@@ -330,7 +333,7 @@ class EventStore:
         if not reply:
             return []
         entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]  # RESP3
-        return [(_text(entry_id), _pairs(fields)) for entry_id, fields in entries]
+        return [(_text(entry_id), entry_fields(fields)) for entry_id, fields in entries]
 
     def tail(
         self,

@@ -13,7 +13,6 @@ reports as appended can be lost by a failover that promotes a replica.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import math
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +25,7 @@ from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from events.errors import StoreUnavailable
 from events.redact import redact, redact_url
+from events.store import load_script
 from forge.errors import ConfigError
 from forge.redis_url import RedisTarget, parse_redis_url
 from forge.server import EmbeddedServer
@@ -34,7 +34,7 @@ from forge.settings import RedisSettings, Settings
 __all__ = ["NotReplicated", "ReplicatedRedis", "connect", "describe_target"]
 
 _APPEND_SCRIPT_SHA = hashlib.sha1(
-    importlib.resources.files("events").joinpath("lua", "append.lua").read_text("utf-8").encode(),
+    load_script("append.lua").encode(),
     usedforsecurity=False,  # the name Redis gives the script
 ).hexdigest()
 """The log's append script (events/lua/append.lua), by the hash it is run by: every append to
