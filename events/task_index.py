@@ -8,15 +8,16 @@ shows of them comes from here. Two derived, rebuildable structures per namespace
 * a hash (`Keys.finished_summaries`) of finished task id -> msgpack `TaskState`, as its own
   events made it, so `forge task list` reads finished tasks without folding the log.
 
-`TaskIndex.update()` covers the log from the last position it recorded up to the end: the
-daemon runs it after each snapshot, off the orchestrator's thread, and every reader runs it
-before reading (so nothing appended since is missed). It is idempotent; `rebuild()` starts over
-from the whole log (`forge events verify --repair`).
+`TaskIndex.update()` covers the log from the last position it recorded up to the end, and
+every reader runs it before reading (so nothing appended since is missed). The daemon's runs on
+a thread of its own (`TaskIndexer`), fed the entries the orchestrator applies, so that it need
+not read them again, and it folds a finished task's summary from the events it kept of it.
+Updating is idempotent; `rebuild()` starts over from the whole log (`forge events verify
+--repair`).
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import threading
 import time
 from collections import deque
@@ -32,7 +33,7 @@ from events.codec import decode_entry
 from events.errors import UndecodableEvent
 from events.projection import apply
 from events.state import EVICTED_STATES, FleetState, TaskState
-from events.store import EventStore, LogEntry, redis_errors
+from events.store import EventStore, LogEntry, entry_fields, load_script, redis_errors
 
 __all__ = ["TaskIndex", "TaskIndexer", "fold_task", "manual_retry"]
 
@@ -40,9 +41,9 @@ _PAGE = 2000
 _MOST_FED = 12_000  # entries fed to the indexer and not yet indexed it holds at most
 _FEED_POKE = 5_000  # ... and how many wake it
 _MOST_OPEN = 10_000  # open tasks whose events the indexer keeps at most (the rest: read back)
+_TASKS_PER_CALL = 200  # tasks whose entries one script call reads (~1 ms of the server's time)
 
 Fed = tuple[str, str, t.Event]  # (the id before, the entry's id, its event)
-_TASKS_PER_CALL = 200  # tasks whose entries one script call reads (~1 ms of the server's time)
 _ENCODER = msgspec.msgpack.Encoder()
 _TASK_DECODER = msgspec.msgpack.Decoder(TaskState)
 
@@ -80,9 +81,7 @@ class TaskIndex:
         self.store = store
         self.keys = store.keys
         self.client = store.client
-        self._task_entries: Script = store.client.register_script(
-            importlib.resources.files("events").joinpath("lua", "task_entries.lua").read_text()
-        )
+        self._task_entries: Script = store.client.register_script(load_script("task_entries.lua"))
         # the events of the open tasks whose submission this indexer read (O(live work)),
         # valid while the position is where this indexer left it
         self._open: dict[str, list[t.Event]] = {}
@@ -174,8 +173,8 @@ class TaskIndex:
 
     def _summarise(self, task_ids: Sequence[str], last: bool) -> None:
         """Refresh the summaries of the finished ones among `task_ids` (the derived append index
-        knows each task's state): from the payloads kept since their submission, or else by
-        reading their events back. One whose kept events do not end it yet ends in a later page
+        knows each task's state): from the events kept since their submission, or else by
+        reading them back. One whose kept events do not end it yet ends in a later page
         (read next); on the `last` page what they make is its summary, as a read-back's is."""
         if not task_ids:
             return
@@ -235,7 +234,7 @@ class TaskIndex:
                 entries: list[LogEntry] = []
                 for raw_id, flat in reply:
                     try:
-                        event = decode_entry(dict(zip(flat[::2], flat[1::2], strict=True)))
+                        event = decode_entry(entry_fields(flat))
                     except (UndecodableEvent, ValueError):
                         continue
                     entries.append(LogEntry(raw_id.decode(), event))
