@@ -305,13 +305,12 @@ def logs_cmd(app: App, task_id: str, follow: bool, attempt: int | None, raw: boo
     if x.attempt == 0 and not follow:
         raise NotFound(f"task {task_id} has not started yet ({x.state})")
     try:
-        if follow and attempt is None:
-            follow_task(app, task_id, max(x.attempt, 1), raw=raw)
-            return
-        if follow and attempt is not None:
-            follow_attempt(app, x, attempt, position, raw=raw)
-        else:
+        if not follow:
             print_attempt(log_path(app, x, attempt), x, follow=False, raw=raw)
+        elif attempt is None:
+            follow_task(app, task_id, max(x.attempt, 1), raw=raw)
+        else:
+            follow_attempt(app, x, attempt, position, raw=raw)
     except KeyboardInterrupt:
         return
 

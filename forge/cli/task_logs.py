@@ -56,6 +56,11 @@ def print_attempt(
             click.echo(out)
 
 
+def _runs(x: TaskState, attempt: int) -> bool:
+    """Whether attempt `attempt` of the task runs (as far as the state `x` knows)."""
+    return attempt == x.attempt and x.state in ("assigned", "running")
+
+
 def _ends(event: t.Event, task_id: str, attempt: int) -> bool:
     """Whether `event` records that attempt `attempt` of the task is over."""
     if getattr(event, "task_id", None) != task_id:
@@ -72,7 +77,7 @@ def follow_attempt(app: App, x: TaskState, attempt: int, after: str, *, raw: boo
     it ends: by its status file, or by the log recording its end — an attempt whose wrapper died
     before writing a status file is followed no longer than that."""
     path = log_path(app, x, attempt)
-    if attempt < x.attempt or x.state not in ("assigned", "running"):
+    if not _runs(x, attempt):
         print_attempt(path, x, follow=False, raw=raw)  # over already
         return
     stop = threading.Event()
@@ -116,7 +121,7 @@ def follow_task(app: App, task_id: str, first: int, *, raw: bool) -> None:
                 follow_attempt(app, x, n, read_at, raw=raw)
                 n += 1
                 continue
-            if n < x.attempt or x.state not in ("assigned", "running"):
+            if not _runs(x, n):
                 n += 1  # that attempt ended without writing a log (it could not start)
                 continue
         elif _settled(x):
