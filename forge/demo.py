@@ -158,7 +158,7 @@ def demo_tasks(repo: Path) -> list[TaskRequest]:
         (
             "merge",
             5,
-            ["test-mul", "flaky-fetch", "docs", "tests"],
+            ["test-mul", "flaky-fetch", "docs", "tests", "lint"],  # lint compiles in the same tree
             f"""
             for branch in feature/mul data/words docs/api; do
               git merge -q --no-ff -m "merge $branch" "$branch" || exit 1
