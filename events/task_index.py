@@ -42,14 +42,11 @@ _MOST_FED = 12_000  # entries fed to the indexer and not yet indexed it holds at
 _FEED_POKE = 5_000  # ... and how many wake it
 _MOST_OPEN = 10_000  # open tasks whose events the indexer keeps at most (the rest: read back)
 _TASKS_PER_CALL = 200  # tasks whose entries one script call reads (~1 ms of the server's time)
+_ENTRIES_PER_CALL = 500  # entries one script call indexes (~1 ms too)
 
 Fed = tuple[str, str, t.Event]  # (the id before, the entry's id, its event)
 _ENCODER = msgspec.msgpack.Encoder()
 _TASK_DECODER = msgspec.msgpack.Decoder(TaskState)
-
-
-def _ms(stream_id: str) -> int:
-    return int(stream_id.partition("-")[0])
 
 
 def _order(stream_id: str) -> tuple[int, int]:
@@ -82,6 +79,7 @@ class TaskIndex:
         self.keys = store.keys
         self.client = store.client
         self._task_entries: Script = store.client.register_script(load_script("task_entries.lua"))
+        self._index_entries: Script = store.client.register_script(load_script("index_entries.lua"))
         # the events of the open tasks whose submission this indexer read (O(live work)),
         # valid while the position is where this indexer left it
         self._open: dict[str, list[t.Event]] = {}
@@ -136,22 +134,30 @@ class TaskIndex:
 
     def _index(self, run: Sequence[tuple[str, t.Event | None]], last: bool) -> int:
         """Index `run`, the entries that follow the position (None: undecodable), and move the
-        position past them; `last`: the log holds nothing beyond them (as far as we know)."""
-        touched: dict[str, None] = {}
-        with redis_errors("update task index"):
-            pipe = self.client.pipeline(transaction=False)
-            for n, (entry_id, event) in enumerate(run):
-                if n % 64 == 63:
-                    time.sleep(0)  # let the daemon's other threads have the interpreter
+        position past them; `last`: the log holds nothing beyond them (as far as we know).
+
+        A script call per few hundred entries adds them to their tasks' sets and reads the
+        touched tasks' index values (packing a command per entry cost the daemon's interpreter
+        more); the position moves with the summaries' writes, after them, so that a reader
+        never finds it past a summary not written yet."""
+        values: dict[str, bytes | None] = {}  # each touched task's index value
+        for start in range(0, len(run), _ENTRIES_PER_CALL):
+            if start:
+                time.sleep(0)  # let the daemon's other threads have the interpreter
+            touched: dict[str, None] = {}
+            pairs: list[str] = []  # entry id, task id, ...
+            for entry_id, event in run[start : start + _ENTRIES_PER_CALL]:
                 task_id = self._follow(event)
                 if task_id is not None:
-                    pipe.zadd(self.keys.task_events(task_id), {entry_id: _ms(entry_id)})
+                    pairs += (entry_id, task_id)
                     touched[task_id] = None
-            pipe.execute()
-        self._summarise(list(touched), last)
+            if touched:
+                keys = [self.keys.index, *map(self.keys.task_events, touched)]
+                with redis_errors("update task index"):
+                    reply: Any = self._index_entries(keys=keys, args=pairs)
+                values.update(zip(touched, reply, strict=True))
         position = run[-1][0]
-        with redis_errors("update task index"):
-            self.client.set(self.keys.task_events_position, position)
+        self._summarise(list(values), last, list(values.values()), position)
         self._seen_to = position
         return len(run)
 
@@ -171,15 +177,22 @@ class TaskIndex:
             self._open[task_id].append(event)
         return task_id
 
-    def _summarise(self, task_ids: Sequence[str], last: bool) -> None:
+    def _summarise(
+        self,
+        task_ids: Sequence[str],
+        last: bool,
+        values: Sequence[bytes | None] | None = None,
+        position: str | None = None,
+    ) -> None:
         """Refresh the summaries of the finished ones among `task_ids` (the derived append index
-        knows each task's state): from the events kept since their submission, or else by
-        reading them back. One whose kept events do not end it yet ends in a later page
-        (read next); on the `last` page what they make is its summary, as a read-back's is."""
-        if not task_ids:
-            return
-        with redis_errors("read index"):
-            raw: Any = self.client.hmget(self.keys.index, list(task_ids))
+        knows each task's state: `values`, if the caller has them): from the events kept since
+        their submission, or else by reading them back. One whose kept events do not end it yet
+        ends in a later page (read next); on the `last` page what they make is its summary, as
+        a read-back's is. `position`: the index's position to record with them."""
+        raw: Any = values
+        if raw is None:
+            with redis_errors("read index"):
+                raw = self.client.hmget(self.keys.index, list(task_ids))
         ended = [
             tid
             for tid, value in zip(task_ids, raw, strict=True)
@@ -209,6 +222,8 @@ class TaskIndex:
                     pipe.hset(self.keys.finished_summaries, tid, _ENCODER.encode(task))
             if gone:
                 pipe.hdel(self.keys.finished_summaries, *gone)  # reopened since
+            if position is not None:
+                pipe.set(self.keys.task_events_position, position)
             pipe.execute()
 
     def entry_ids(self, task_id: str) -> list[str]:

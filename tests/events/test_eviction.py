@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from events import (
+    DaemonStarted,
     Event,
     EventStore,
     SnapshotStore,
@@ -241,6 +242,36 @@ def test_entries_fed_by_the_daemon_are_indexed_and_a_gap_in_them_is_read_from_th
     assert summaries == {x.task_id: msgspec.msgpack.encode(x) for x in fresh.finished()}
     assert ids == {task_id: fresh.entry_ids(task_id) for task_id in ("h", "i")}
     assert set(summaries) == {"h", "i"}
+
+
+@pytest.mark.parametrize("fed", [True, False])
+def test_each_entry_is_indexed_in_its_own_tasks_set_across_script_calls_and_pages(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch, fed: bool
+) -> None:
+    """Several tasks' entries, interleaved with one of no task, fed to the indexer or read from
+    the log, in runs that take several script calls and pages: each task's set holds exactly
+    its entries, the position is the last entry, and the finished tasks are summarised."""
+    monkeypatch.setattr(task_index, "_ENTRIES_PER_CALL", 4)
+    monkeypatch.setattr(task_index, "_PAGE", 7)
+    tasks = ["m", "n", "o", "p"]
+    store.append_batch([submit(tid) for tid in tasks])
+    store.append(DaemonStarted(at=1.0, node_id="node-1", epoch=1, pid=7))
+    for tid in tasks[:3]:
+        run_to_end(store, tid)
+    entries = store.read_range()
+    feed: deque[tuple[str, str, Event]] = deque()
+    before = "0-0"
+    for entry in entries if fed else ():
+        feed.append((before, entry.id, entry.event))
+        before = entry.id
+    live = TaskIndex(store)
+    assert live.update(feed) == len(entries)
+    assert live.position() == entries[-1].id
+    for tid in tasks:
+        mine = [e.id for e in entries if getattr(e.event, "task_id", None) == tid]
+        assert live.entry_ids(tid) == mine
+    assert live.check(replay(store, use_snapshot=False)[0]) == []
+    assert sorted(x.task_id for x in live.finished()) == ["m", "n", "o"]
 
 
 def test_a_task_the_index_ends_and_its_events_do_not_is_summarised_at_the_end_of_the_log(
