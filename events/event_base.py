@@ -28,15 +28,19 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     pids: int | None = None  # processes and threads alive at once
 
 
-class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What to run: the immutable part of a task, as submitted."""
+class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """What to run: the immutable part of a task, as submitted.
+
+    Its sequences are tuples, and it is not tracked by the cyclic garbage collector (it refers
+    to no container that could lead back to it): a queued task costs a few hundred bytes and
+    nothing to each collection, however long the queue."""
 
     runtime: str = "shell"
     command: list[str] | None = None
     prompt: str | None = None
     priority: Priority = 3
-    tags: list[str] = []
-    after: list[str] = []  # ids of tasks that must complete first
+    tags: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()  # ids of tasks that must complete first
     max_attempts: int = 3
     timeout: float | None = None
     budget_usd: float | None = None
@@ -50,9 +54,9 @@ class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     # claude runtime: the effective permission policy, recorded at submit (never read from the
     # settings later, so a replay or a retry runs under the policy the task was submitted with)
     permission_mode: str | None = None  # None: a log from before policies (the daemon's default)
-    allowed_tools: list[str] = []
-    disallowed_tools: list[str] = []
-    add_dirs: list[str] = []
+    allowed_tools: tuple[str, ...] = ()
+    disallowed_tools: tuple[str, ...] = ()
+    add_dirs: tuple[str, ...] = ()
     # isolation, recorded at submit like the permission policy (the settings' defaults applied
     # then): the sandbox around a process runtime, its network, the kernel-enforced limits, and
     # the image of the container runtime
@@ -60,6 +64,17 @@ class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     network: str | None = None  # "on", "off" or "api" (only the model API); None: "on"
     limits: Limits | None = None
     image: str | None = None
+
+    def __post_init__(self) -> None:
+        # a list given for a sequence (by a caller's code) is made the tuple a decode makes:
+        # equal definitions then compare and encode alike
+        for name in _SEQUENCES:
+            value = getattr(self, name)
+            if value.__class__ is list:
+                msgspec.structs.force_setattr(self, name, tuple(value))
+
+
+_SEQUENCES = ("tags", "after", "allowed_tools", "disallowed_tools", "add_dirs")
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):

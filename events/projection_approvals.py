@@ -32,7 +32,7 @@ def approval_requested(state: FleetState, e: t.ApprovalRequested) -> None:
         requested_at=e.at,
         expires_at=e.expires_at,
     )
-    task.pending_approvals.append(e.approval_id)
+    task.pending_approvals = (*task.pending_approvals, e.approval_id)
 
 
 def approval_answered(state: FleetState, e: t.ApprovalAnswered) -> None:
@@ -49,11 +49,11 @@ def approval_answered(state: FleetState, e: t.ApprovalAnswered) -> None:
     if task is None:
         return
     if e.approval_id in task.pending_approvals:
-        task.pending_approvals.remove(e.approval_id)
+        task.pending_approvals = tuple(a for a in task.pending_approvals if a != e.approval_id)
     if approval.always:
         rule = ApprovalRule(tool=approval.tool, match=approval.match, summary=approval.summary)
         if rule not in task.approval_rules:
-            task.approval_rules.append(rule)
+            task.approval_rules = (*task.approval_rules, rule)
 
 
 def abandon_approvals(state: FleetState, task: TaskState, at: float) -> None:
@@ -63,4 +63,4 @@ def abandon_approvals(state: FleetState, task: TaskState, at: float) -> None:
         if approval is not None and approval.status == "pending":
             approval.status = "abandoned"
             approval.answered_at = at
-    task.pending_approvals.clear()
+    task.pending_approvals = ()

@@ -120,7 +120,8 @@ def _assigned(state: FleetState, e: t.TaskAssigned) -> None:
     task.epoch = e.epoch
     task.node_id = e.node_id
     task.pid = task.create_time = task.log_path = None
-    task.history.append(
+    task.history = (
+        *task.history,
         AttemptRecord(
             attempt=e.attempt,
             agent_id=e.agent_id,
@@ -128,7 +129,7 @@ def _assigned(state: FleetState, e: t.TaskAssigned) -> None:
             node_id=e.node_id,
             assigned_at=e.at,
             session_id=task.session_id,
-        )
+        ),
     )
 
 
@@ -161,7 +162,8 @@ def _progress(state: FleetState, e: t.TaskProgress) -> None:
 def _permission_denied(state: FleetState, e: t.TaskPermissionDenied) -> None:
     task = _task(state, e)
     if task is not None:
-        task.denials.append(Denial(attempt=e.attempt, tool=e.tool, summary=e.summary, at=e.at))
+        denial = Denial(attempt=e.attempt, tool=e.tool, summary=e.summary, at=e.at)
+        task.denials = (*task.denials, denial)
 
 
 def _usage(state: FleetState, e: t.TaskUsage) -> None:

@@ -67,8 +67,10 @@ class AttemptRecord(msgspec.Struct, kw_only=True, gc=False):
     cost_usd: float = 0.0
 
 
-class TaskState(msgspec.Struct, kw_only=True):
-    """A task as the log says it is now."""
+class TaskState(msgspec.Struct, kw_only=True, gc=False):
+    """A task as the log says it is now. Like its definition, it holds tuples (replaced, not
+    appended to: they change a few times in a task's life) and is not tracked by the cyclic
+    garbage collector, so that a long queue costs the collector nothing."""
 
     task_id: str
     state: str
@@ -95,14 +97,14 @@ class TaskState(msgspec.Struct, kw_only=True):
     submitted_at: float = 0.0
     finished_at: float | None = None
     queued_seq: int = 0
-    history: list[AttemptRecord] = []
+    history: tuple[AttemptRecord, ...] = ()
     follow_up: str | None = None  # `forge task continue`: the prompt of the next attempts
     merged_into: str | None = None  # `forge task merge`: the branch its work landed on
     merge_commit: str | None = None  # ... and that branch's new head
     discarded: bool = False  # `forge task discard`: its worktree and branch were removed
-    pending_approvals: list[str] = []  # ids of tool calls waiting for `forge approve|deny`
-    approval_rules: list[ApprovalRule] = []  # what `forge approve --always` allowed
-    denials: list[Denial] = []  # tool calls Claude Code refused, oldest first
+    pending_approvals: tuple[str, ...] = ()  # ids of tool calls waiting for `forge approve|deny`
+    approval_rules: tuple[ApprovalRule, ...] = ()  # what `forge approve --always` allowed
+    denials: tuple[Denial, ...] = ()  # tool calls Claude Code refused, oldest first
 
     @property
     def terminal(self) -> bool:

@@ -32,6 +32,8 @@ def _for_type(t: Any) -> st.SearchStrategy[Any]:
         return st.one_of(*(_for_type(x) for x in t.types))
     if isinstance(t, ti.ListType):
         return st.lists(_for_type(t.item_type), max_size=3)
+    if isinstance(t, ti.VarTupleType):
+        return st.lists(_for_type(t.item_type), max_size=3).map(tuple)
     if isinstance(t, ti.DictType):
         return st.dictionaries(_for_type(t.key_type), _for_type(t.value_type), max_size=3)
     if isinstance(t, ti.StructType):

@@ -165,7 +165,7 @@ def test_an_approved_command_runs_and_the_agent_finishes(setup: Setup) -> None:
         assert request.summary == COMMAND
         assert request.expires_at == pytest.approx(request.at + 60.0)
         waiting = fleet.state().tasks["a1"]
-        assert (waiting.state, waiting.pending_approvals) == ("running", [request.approval_id])
+        assert (waiting.state, waiting.pending_approvals) == ("running", (request.approval_id,))
         assert not (setup.work / "approved.txt").exists()  # the agent waits
 
         listed = setup.forge("approvals", "--json")
@@ -192,7 +192,7 @@ def test_an_approved_command_runs_and_the_agent_finishes(setup: Setup) -> None:
         assert task.state == "completed", (task.last_failure, task.last_reason)
         assert task.result == "Wrote it."
         assert (setup.work / "approved.txt").read_text() == "approved\n"
-        assert task.pending_approvals == []
+        assert task.pending_approvals == ()
         approval = state.approvals[request.approval_id]
         assert (approval.status, approval.by) == ("allowed", "cli")
         assert [b.get("is_error", False) for b in tool_results(setup.mock)] == [False]

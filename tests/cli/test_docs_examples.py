@@ -48,6 +48,6 @@ def test_the_tasks_file_of_the_docs(redis_client: redis.Redis, tmp_path: Path) -
     tasks = replay(store_of(redis_client))[0].tasks
     assert tasks[build].definition.command == ["/bin/sh", "-c", "make build"]
     assert tasks[test].definition.command == ["pytest", "-q", "tests/unit tests"]
-    assert tasks[test].definition.after == [build]
-    assert (tasks[review].definition.runtime, tasks[review].definition.after) == ("claude", [test])
+    assert tasks[test].definition.after == (build,)
+    assert (tasks[review].definition.runtime, tasks[review].definition.after) == ("claude", (test,))
     assert tasks[review].definition.repo == str(tmp_path)

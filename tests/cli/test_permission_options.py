@@ -54,15 +54,15 @@ def test_flags_and_the_settings_default_are_recorded_in_the_definition(
     assert invoke(["task", "submit", "-c", "true", "--name", "shell"]).exit_code == 0
 
     d = _definitions(redis_client)
-    assert (d["plain"].permission_mode, d["plain"].allowed_tools) == ("acceptEdits", ["Bash"])
-    assert d["plain"].disallowed_tools == ["Bash(git push *)", "Bash(sudo *)"]
+    assert (d["plain"].permission_mode, d["plain"].allowed_tools) == ("acceptEdits", ("Bash",))
+    assert d["plain"].disallowed_tools == ("Bash(git push *)", "Bash(sudo *)")
     assert d["flags"].permission_mode == "plan"
-    assert d["flags"].allowed_tools == ["Read", "Edit", "Bash(make *)"]
-    assert (d["flags"].disallowed_tools, d["flags"].add_dirs) == (["WebFetch"], [str(extra)])
-    assert (d["locked"].permission_mode, d["locked"].allowed_tools) == ("dontAsk", [])
-    assert d["locked"].disallowed_tools == []
-    assert (d["env"].permission_mode, d["env"].allowed_tools) == ("default", ["Edit"])
-    assert (d["shell"].permission_mode, d["shell"].allowed_tools) == (None, [])
+    assert d["flags"].allowed_tools == ("Read", "Edit", "Bash(make *)")
+    assert (d["flags"].disallowed_tools, d["flags"].add_dirs) == (("WebFetch",), (str(extra),))
+    assert (d["locked"].permission_mode, d["locked"].allowed_tools) == ("dontAsk", ())
+    assert d["locked"].disallowed_tools == ()
+    assert (d["env"].permission_mode, d["env"].allowed_tools) == ("default", ("Edit",))
+    assert (d["shell"].permission_mode, d["shell"].allowed_tools) == (None, ())
 
     shown = invoke(["task", "show", _id(redis_client, "flags")])
     assert "permissions: plan   allow Read, Edit, Bash(make *)   deny WebFetch" in shown.stdout
@@ -99,11 +99,11 @@ def test_a_tasks_file_sets_policies_per_task_over_its_defaults(
     assert done.exit_code == 0, done.stderr
     d = _definitions(redis_client)
     docs = str((tmp_path / "docs").resolve())
-    assert d["fix"].allowed_tools == ["Bash(pytest *)", "Bash(git commit *)"]
-    assert (d["fix"].permission_mode, d["fix"].add_dirs) == ("acceptEdits", [docs])
-    assert (d["review"].permission_mode, d["review"].allowed_tools) == ("dontAsk", [])
-    assert d["review"].add_dirs == []
-    assert (d["none"].allowed_tools, d["none"].disallowed_tools) == ([], ["Bash"])
+    assert d["fix"].allowed_tools == ("Bash(pytest *)", "Bash(git commit *)")
+    assert (d["fix"].permission_mode, d["fix"].add_dirs) == ("acceptEdits", (docs,))
+    assert (d["review"].permission_mode, d["review"].allowed_tools) == ("dontAsk", ())
+    assert d["review"].add_dirs == ()
+    assert (d["none"].allowed_tools, d["none"].disallowed_tools) == ((), ("Bash",))
 
 
 REFUSED = {
@@ -189,7 +189,7 @@ def test_forge_run_prompt_takes_repo_model_budget_and_a_policy(
     assert (task["state"], task["failure"]) == ("failed", "permission_denied")
     (spec,) = [e.event.spec for e in store.read_range() if isinstance(e.event, t.TaskSubmitted)]
     assert (spec.repo, spec.model, spec.budget_usd) == (str(repo), DEFAULT_MODEL, 2.0)
-    assert (spec.permission_mode, spec.allowed_tools) == ("dontAsk", [])
+    assert (spec.permission_mode, spec.allowed_tools) == ("dontAsk", ())
     denied = [e.event for e in store.read_range() if isinstance(e.event, t.TaskPermissionDenied)]
     assert [d.tool for d in denied] == ["Write"]
     assert not (repo / "x.txt").exists()

@@ -29,7 +29,7 @@ def test_submit_prints_the_id_and_queues_the_task(client: redis.Redis) -> None:
     assert task.state == "queued"
     assert task.definition.command == ["/bin/sh", "-c", "echo 'hello world'"]
     assert task.definition.priority == 2
-    assert task.definition.tags == ["x"]
+    assert task.definition.tags == ("x",)
 
 
 def test_repeated_command_options_are_verbatim_arguments(client: redis.Redis) -> None:
@@ -84,7 +84,7 @@ def test_a_tasks_file_resolves_names_in_any_order(client: redis.Redis, tmp_path:
     assert result.exit_code == 0, result.stderr
     second_id, first_id = result.stdout.split()
     state, _ = replay(store_of(client))
-    assert state.tasks[second_id].definition.after == [first_id]
+    assert state.tasks[second_id].definition.after == (first_id,)
     assert state.tasks[second_id].state == "pending"
     assert state.tasks[first_id].definition.priority == 1
     assert state.tasks[second_id].definition.priority == 4

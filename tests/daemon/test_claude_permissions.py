@@ -110,10 +110,10 @@ def test_default_policy_edits_and_runs_commands_locked_refusal_is_recorded_and_s
     free = _submit(h, "Do the work", "--repo", str(repo), *env_flags)
     task = _ended(h, free)
     assert task.state == "completed", (task.last_failure, task.last_reason)
-    assert task.denials == []
+    assert task.denials == ()
     d = task.definition
-    assert (d.permission_mode, d.allowed_tools) == ("acceptEdits", ["Bash"])
-    assert d.disallowed_tools == ["Bash(git push *)", "Bash(sudo *)"]
+    assert (d.permission_mode, d.allowed_tools) == ("acceptEdits", ("Bash",))
+    assert d.disallowed_tools == ("Bash(git push *)", "Bash(sudo *)")
     branch = f"forge/{free}"
     assert _git(repo, "show", f"{branch}:new.txt") == "written\n"
     assert _git(repo, "show", f"{branch}:a.txt") == "new\n"
@@ -130,7 +130,7 @@ def test_default_policy_edits_and_runs_commands_locked_refusal_is_recorded_and_s
     task = _ended(h, locked)
     assert (task.state, task.last_failure) == ("failed", "permission_denied")
     assert task.definition.permission_mode == "dontAsk"
-    assert task.definition.allowed_tools == []
+    assert task.definition.allowed_tools == ()
     (denial,) = task.denials
     assert (denial.attempt, denial.tool) == (1, "Write")
     assert denial.summary == f"{task.workspace}/locked.txt"  # the path Claude Code resolved

@@ -42,7 +42,7 @@ def _answer(approval_id: str = "ap-1", **fields: object) -> t.ApprovalAnswered:
 def test_a_request_waits_and_the_task_stays_running() -> None:
     state = apply_all(FleetState(), [*_running(), _request()])
     task = state.tasks["t1"]
-    assert (task.state, task.pending_approvals) == ("running", ["ap-1"])
+    assert (task.state, task.pending_approvals) == ("running", ("ap-1",))
     approval = state.approvals["ap-1"]
     assert (approval.status, approval.summary, approval.expires_at) == (
         "pending",
@@ -56,7 +56,7 @@ def test_the_first_answer_wins() -> None:
     state = apply_all(FleetState(), [*_running(), _request(), timeout, _answer()])
     approval = state.approvals["ap-1"]
     assert (approval.status, approval.by) == ("denied", "timeout")
-    assert state.tasks["t1"].pending_approvals == []
+    assert state.tasks["t1"].pending_approvals == ()
     assert state.anomaly_kinds == {"approval.answered": 1}
 
 
@@ -71,7 +71,7 @@ def test_always_records_a_rule_for_the_task() -> None:
 
 def test_a_denial_records_no_rule_even_with_always() -> None:
     state = apply_all(FleetState(), [*_running(), _request(), _answer(allowed=False, always=True)])
-    assert state.tasks["t1"].approval_rules == []
+    assert state.tasks["t1"].approval_rules == ()
     assert state.approvals["ap-1"].always is False
 
 
@@ -79,7 +79,7 @@ def test_requests_of_an_attempt_that_ended_are_abandoned() -> None:
     failed = t.TaskFailed(at=6.0, task_id="t1", attempt=1, failure="crash")
     state = apply_all(FleetState(), [*_running(), _request(), failed, _answer()])
     assert state.approvals["ap-1"].status == "abandoned"
-    assert state.tasks["t1"].pending_approvals == []
+    assert state.tasks["t1"].pending_approvals == ()
     assert state.anomaly_kinds == {"approval.answered": 1}
 
 
