@@ -132,10 +132,10 @@ class Fleet:
         reply = self.orchestrator.ask("digest", timeout=_ASK_TIMEOUT)
         return cast(tuple[int, str, int, str], reply)
 
-    def load(self) -> tuple[int, int]:
-        """(agents alive on this node, attempts running on it)."""
+    def load(self) -> tuple[int, int, int]:
+        """(agents alive on this node, attempts running on it, tasks in the hot state)."""
         assert self.orchestrator is not None
-        return cast(tuple[int, int], self.orchestrator.ask("load", timeout=_ASK_TIMEOUT))
+        return cast(tuple[int, int, int], self.orchestrator.ask("load", timeout=_ASK_TIMEOUT))
 
     def fence(self, reason: str) -> None:
         """This node lost its lease: kill every attempt's processes at once (other nodes may

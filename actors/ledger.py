@@ -197,13 +197,15 @@ class Ledger:
             self._snapshot_at = self.state.event_count
 
     def _maybe_checkpoint(self) -> None:
-        # every `snapshot_every` events, or every N events while N tasks are live (a snapshot
-        # encodes them all): a snapshot's cost per event stays bounded, and a restart folds a
-        # tail no longer than the live work
-        due = max(self._snapshot_every, len(self.state.tasks))
-        if self._checkpoint and self.state.event_count - self._snapshot_at >= due:
-            self._snapshot_at = self.state.event_count
-            self._checkpoint(self.state)
+        # every `snapshot_every` events, or every N events while N tasks are live, or every
+        # F/10 events while F finished tasks are in `finished` (a snapshot encodes them all; a
+        # finished entry costs a tenth of a live task): a snapshot's cost per event stays
+        # bounded, and a restart folds a tail no longer than what its snapshot holds
+        state = self.state
+        due = max(self._snapshot_every, len(state.tasks), len(state.finished) // 10)
+        if self._checkpoint and state.event_count - self._snapshot_at >= due:
+            self._snapshot_at = state.event_count
+            self._checkpoint(state)
 
 
 def _stream_key(stream_id: str) -> tuple[int, int]:

@@ -30,6 +30,7 @@ from actors import attempt_reports, nodes, recovery
 from actors.agents import AgentPool
 from actors.breaker_gate import BreakerGate
 from actors.clock import Clock
+from actors.digests import Digests
 from actors.dispatch import Dispatcher
 from actors.endings import Endings, doomed
 from actors.inbox import Inbox
@@ -131,6 +132,7 @@ class Orchestrator(pykka.ThreadingActor):
             log=self.log,
         )
         self.state = state
+        self.digests = Digests()
         self.me = config.node_id
         self.leases = NodeLeases(store.client, store.keys)
         # both dicts are owned by whoever started us (the Fleet), so that it can still reach
@@ -214,13 +216,12 @@ class Orchestrator(pykka.ThreadingActor):
                 return [(n.node_id, n.epoch) for n in nodes.others_held(self.state, self.me)]
             case "counts":
                 return self.state.counts()
-            case "digest":  # the heartbeat's: O(live work), no copy
-                s = self.state
-                return (self.epoch, s.position, s.event_count, s.hot_digest())
+            case "digest":  # the heartbeat's: O(live work), no copy, at most ~1 % of the time
+                return self.digests.latest(self.state, self.epoch)
             case "epoch":
                 return self.epoch
-            case "load":  # (agents alive here, attempts running here)
-                return (len(self.agents), len(self._running()))
+            case "load":  # (agents alive here, attempts running here, tasks in the hot state)
+                return (len(self.agents), len(self._running()), len(self.state.tasks))
             case _:
                 return super().on_receive(message)
         self._dispatch()

@@ -217,9 +217,9 @@ class TaskIndex:
             summaries[tid] = fold_task(tid, (e.event for e in entries))
         with redis_errors("update task summaries"):
             pipe = self.client.pipeline(transaction=False)
-            for tid, task in summaries.items():
-                if task is not None:
-                    pipe.hset(self.keys.finished_summaries, tid, _ENCODER.encode(task))
+            encoded = {t: _ENCODER.encode(s) for t, s in summaries.items() if s is not None}
+            if encoded:
+                pipe.hset(self.keys.finished_summaries, mapping=encoded)  # type: ignore[arg-type]
             if gone:
                 pipe.hdel(self.keys.finished_summaries, *gone)  # reopened since
             if position is not None:

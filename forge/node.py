@@ -31,6 +31,7 @@ from events.leases import NodeLeases
 from events.store import redis_errors
 from forge.daemon_process import PidRecord
 from forge.log import get_logger
+from forge.memory import MemoryKeeper
 
 __all__ = [
     "HEARTBEAT_INTERVAL",
@@ -117,6 +118,7 @@ class NodeKeeper(threading.Thread):
         self.lost = False  # a renewal found the lease gone: this fleet's epoch is over
         self.others: list[tuple[str, int]] = []  # the other running nodes, at the last look
         self._published = 0.0
+        self.memory = MemoryKeeper()
         self.log: Any = get_logger("forge.daemon")
 
     def attach(self, fleet: Fleet, client: redis.Redis) -> None:
@@ -134,7 +136,7 @@ class NodeKeeper(threading.Thread):
         """Publish the heartbeat now (and record the node id among the namespace's)."""
         fleet = self.fleet
         epoch, position, event_count, digest = fleet.digest()
-        agents, running = fleet.load()
+        agents, running, live = fleet.load()
         beat = Heartbeat(
             node_id=self.me.node_id,
             host=socket.gethostname(),
@@ -160,6 +162,9 @@ class NodeKeeper(threading.Thread):
             )
             pipe.execute()
         self._published = time.monotonic()
+        freed = self.memory.observe(live)  # (after the beat: it may take a few ms)
+        if freed is not None:
+            self.log.info("memory given back after a backlog", live_tasks=live, freed=freed)
 
     def renew(self) -> None:
         fleet = self.fleet

@@ -111,3 +111,25 @@ def test_snapshots_come_every_n_events_while_n_tasks_are_live(redis_client: redi
     assert taken == [10]
     ledger.append([_assigned("b9")])
     assert taken == [10, 50]
+
+
+def test_snapshots_come_every_f_tenths_events_while_f_tasks_are_finished(
+    redis_client: redis.Redis,
+) -> None:
+    store = EventStore(redis_client, "ledger-snapshots-finished")
+    taken: list[int] = []
+    state = FleetState()
+    state.finished = {f"old{i}": "completed|1|1" for i in range(500)}  # a snapshot encodes them
+    ledger = Ledger(
+        store,
+        state,
+        SystemClock(),
+        react=lambda _: None,
+        checkpoint=lambda state: taken.append(state.event_count),
+        snapshot_every=10,
+    )
+    for i in range(49):  # 500 finished tasks weigh as 50 live ones: not before 50 events
+        ledger.append([_submitted(f"a{i}")])
+    assert taken == []
+    ledger.append([_submitted("a49")])  # (50 live tasks now, too)
+    assert taken == [50]
