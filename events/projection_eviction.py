@@ -10,6 +10,7 @@ events made it, which brings it back.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import msgspec
@@ -35,7 +36,8 @@ def evict(state: FleetState, task: TaskState) -> None:
     task_id = task.task_id
     del state.tasks[task_id]
     epoch = "" if task.epoch is None else task.epoch
-    state.finished[task_id] = f"{task.state}|{task.attempt}|{epoch}"
+    # (interned: a few distinct values are shared by every finished task)
+    state.finished[task_id] = sys.intern(f"{task.state}|{task.attempt}|{epoch}")
     state.finished_counts[task.state] = state.finished_counts.get(task.state, 0) + 1
     state.retry_requests.pop(task_id, None)
     if not state.dependants.get(task_id, True):
