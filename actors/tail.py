@@ -4,7 +4,9 @@ It hands over the entries it read, decoded, with the position they follow; the o
 applies those after its own position if they cover it, and otherwise reads from its own
 position itself, so entries are always applied in log order and never twice. Entries the
 orchestrator has applied already (its own appends, and others' that came back with them) are
-neither decoded nor handed over: the tail reads the orchestrator's position first.
+neither decoded nor handed over: the tail reads the orchestrator's position first. While the
+log grows only by the orchestrator's own appends, a wake-up reads one entry (enough to tell);
+once others append, it reads all there is, until a read brings only the orchestrator's own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from events.errors import StoreError
 from events.store import EventStore
 
 __all__ = ["LogTail"]
+
+_MOST = 10_000  # entries one read takes at most
 
 
 class LogTail:
@@ -64,12 +68,13 @@ class LogTail:
 
     def _follow(self) -> None:
         last = self.after
+        count = _MOST
         while not self._stop.is_set():
             applied = self.applied()
             if _key(applied) > _key(last):
                 last = applied  # the target has it all already: no need to read it
             try:
-                raw = self.store.read_raw(last, 10_000, self.block_ms)
+                raw = self.store.read_raw(last, count, self.block_ms)
             except (StoreError, OSError) as e:
                 self._log.warning("tail read failed; retrying", error=str(e))
                 self._stop.wait(0.5)
@@ -84,7 +89,9 @@ class LogTail:
             after, last = last, raw[-1][0]
             applied = self.applied()
             if _key(last) <= _key(applied):
-                continue  # the target's own appends (it applied them with the append)
+                count = 1  # the target's own appends (it applied them with the append)
+                continue
+            count = _MOST
             news = [(i, fields) for i, fields in raw if _key(i) > _key(applied)]
             if len(news) < len(raw):
                 after = raw[len(raw) - len(news) - 1][0]
