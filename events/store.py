@@ -211,6 +211,14 @@ class EventStore:
             raw: Any = self.client.hget(self.keys.index, task_id)
         return IndexEntry.parse(raw) if raw is not None else None
 
+    def known(self, task_ids: Sequence[str]) -> set[str]:
+        """Those of `task_ids` that the derived index holds (one round trip)."""
+        if not task_ids:
+            return set()
+        with redis_errors("read index"):
+            raw: Any = self.client.hmget(self.keys.index, list(task_ids))
+        return {task_id for task_id, value in zip(task_ids, raw, strict=True) if value is not None}
+
     def index_entries(self) -> dict[str, IndexEntry]:
         """The whole derived index."""
         with redis_errors("read index"):
