@@ -16,7 +16,9 @@ from events.errors import StoreError
 from events.transitions import ABSENT, EVICTED_STATES, TRANSITIONS
 from events.types import Event, TaskAssigned, TaskContinued, TaskQueued, TaskSubmitted
 
-__all__ = ["Records", "group_args"]
+__all__ = ["NEW_TASKS", "Records", "group_args"]
+
+NEW_TASKS = "*"  # the `task_id` of a batch appended only if every task it submits is new
 
 _DEP_SEPARATOR = "\x1f"
 _ENCODER = msgspec.msgpack.Encoder()
@@ -86,8 +88,8 @@ def _record(event: Event, out: list[Any], checked: bool = False) -> None:
 def group_args(group: Records, out: list[Any]) -> None:
     """Append the `append.lua` header and records of one group to `out`."""
     events = group.events
-    if group.task_id is None:
-        out += ("", "", "", "", len(events))
+    if group.task_id is None or group.task_id == NEW_TASKS:
+        out += (group.task_id or "", "", "", "", len(events))
         for event in events:
             _record(event, out)
         return

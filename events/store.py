@@ -25,7 +25,7 @@ import msgspec
 import redis
 from redis.commands.core import Script
 
-from events.append_script import Records, group_args
+from events.append_script import NEW_TASKS, Records, group_args
 from events.codec import decode_entry
 from events.errors import StoreError, StoreUnavailable, TaskConflict, UndecodableEvent
 from events.keys import Keys
@@ -188,6 +188,8 @@ class EventStore:
         for group, raw in zip(groups, raw_results, strict=True):
             if raw[0] == 1:
                 results.append([i.decode() for i in raw[1:]])
+            elif group.task_id == NEW_TASKS:  # refused: the id of a task known already
+                results.append(TaskConflict(raw[1].decode(), {"state": "-"}, None))
             else:
                 current = IndexEntry.parse(raw[1])._asdict() if raw[1] else None
                 results.append(TaskConflict(group.task_id or "", dict(group.expect), current))
@@ -211,13 +213,12 @@ class EventStore:
             raw: Any = self.client.hget(self.keys.index, task_id)
         return IndexEntry.parse(raw) if raw is not None else None
 
-    def known(self, task_ids: Sequence[str]) -> set[str]:
-        """Those of `task_ids` that the derived index holds (one round trip)."""
-        if not task_ids:
-            return set()
-        with redis_errors("read index"):
-            raw: Any = self.client.hmget(self.keys.index, list(task_ids))
-        return {task_id for task_id, value in zip(task_ids, raw, strict=True) if value is not None}
+    def append_new(self, events: Sequence[Event]) -> list[str] | None:
+        """Append a batch of submissions (and events of no task) whole, in one round trip, only
+        if none of the tasks it submits is known to the log already: their ids, else None (a
+        task id drawn again by chance: draw new ones and append again)."""
+        result = self.append_groups([Records(events, NEW_TASKS)]).results[0]
+        return None if isinstance(result, TaskConflict) else result
 
     def index_entries(self) -> dict[str, IndexEntry]:
         """The whole derived index."""

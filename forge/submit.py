@@ -78,21 +78,14 @@ def new_task_id() -> str:
     return f"task-{secrets.token_hex(8)}"
 
 
-def _unused_ids(store: EventStore, ids: dict[int, str], fresh: Sequence[int]) -> None:
-    """Draw again any of the `fresh` ids that the log knows already or that the batch holds
-    twice (so unlikely with 64 bits that it is a check, not a loop)."""
-    while True:
-        taken = store.known([ids[i] for i in fresh])
-        seen: set[str] = set()
-        redo = []
-        for i in fresh:
-            if ids[i] in taken or ids[i] in seen:
-                redo.append(i)
-            seen.add(ids[i])
-        if not redo:
-            return
-        for i in redo:
-            ids[i] = new_task_id()
+def _draw(count: int) -> list[str]:
+    """`count` fresh task ids, no two alike."""
+    ids: list[str] = []
+    while len(ids) < count:
+        drawn = new_task_id()
+        if drawn not in ids:
+            ids.append(drawn)
+    return ids
 
 
 # -- validating ------------------------------------------------------------------------------
@@ -298,6 +291,24 @@ def build_definition(request: TaskRequest, settings: Settings, where: str = "") 
 # -- planning and appending ------------------------------------------------------------------
 
 
+_MOST_DRAWS = 5
+
+
+def _redrawn(planned: Sequence[PlannedTask]) -> list[PlannedTask]:
+    """The same batch under new ids (the dependencies on its own tasks following them)."""
+    ours = [p.task_id for p in planned if p.event is not None]
+    new = dict(zip(ours, _draw(len(ours)), strict=True))
+    out: list[PlannedTask] = []
+    for p in planned:
+        event = p.event
+        if event is not None:
+            after = tuple(new.get(dep, dep) for dep in event.spec.after)
+            spec = msgspec.structs.replace(event.spec, after=after)
+            event = msgspec.structs.replace(event, task_id=new[p.task_id], spec=spec)
+        out.append(msgspec.structs.replace(p, task_id=event.task_id, event=event) if event else p)
+    return out
+
+
 def _existing_for_key(store: EventStore, key: str) -> str | None:
     with redis_errors("read idempotency keys"):
         raw: Any = store.client.hget(store.keys.idempotency, key)
@@ -351,13 +362,13 @@ def plan(
     order = _ordered(names, [list(d.after) for d in definitions])
     ids: dict[int, str] = {}
     existing: set[int] = set()
+    drawn = iter(_draw(len(definitions)))
     for i, d in enumerate(definitions):
         key = d.idempotency_key
         found = _existing_for_key(store, key) if key else None
-        ids[i] = found or new_task_id()
+        ids[i] = found or next(drawn)
         if found:
             existing.add(i)
-    _unused_ids(store, ids, [i for i in ids if i not in existing])
     at = time.time() if now is None else now
     planned: list[PlannedTask] = []
     for i in order:
@@ -378,8 +389,14 @@ def plan(
 def submit(store: EventStore, planned: Sequence[PlannedTask]) -> list[str]:
     """Append the planned tasks in one atomic batch; returns their ids (for a task whose
     idempotency key was taken meanwhile by another submitter, that task's id), in request
-    order."""
-    store.append_batch([p.event for p in planned if p.event is not None])
+    order. A batch that would give a task an id the log knows already (64 random bits drawn
+    again) is appended with new ids instead: never silently dropped as a duplicate."""
+    for _ in range(_MOST_DRAWS):
+        if store.append_new([p.event for p in planned if p.event is not None]) is not None:
+            break
+        planned = _redrawn(planned)
+    else:
+        raise InvalidTask(f"no free task id in {_MOST_DRAWS} draws")  # (not by chance)
     out: dict[int, str] = {}
     for p in planned:
         key = p.event.spec.idempotency_key if p.event is not None else None

@@ -10,7 +10,8 @@
 --   epoch ('' = any) are what its index entry must hold; count: the records that follow.
 --   A conditional group's first record is its task's event, whose transition must be legal
 --   too; the group is appended whole or not at all, and each group is fenced on its own: one
---   refused holds back no other.
+--   refused holds back no other. task '*': a batch of submissions, appended whole only if
+--   none of the tasks it submits is in the index already (refused: that task's id).
 -- Records, one per event, by kind:
 --   'e' data version                      an event that touches no task
 --   's' data version task deps idem       task submitted (deps joined by \31)
@@ -103,7 +104,16 @@ while i <= n do
   local count = tonumber(ARGV[i + 4])
   i = i + 5
   local refused = nil
-  if task ~= '' then
+  if task == '*' then
+    local j = i
+    for _ = 1, count do
+      if ARGV[j] == 's' and redis.call('HEXISTS', index, ARGV[j + 3]) == 1 then
+        refused = ARGV[j + 3]
+        break
+      end
+      j = j + SIZES[ARGV[j]]
+    end
+  elseif task ~= '' then
     local cur = redis.call('HGET', index, task)
     local s, a, e = parse(cur)
     if (states ~= '' and not string.find(states, '|' .. s .. '|', 1, true))

@@ -28,20 +28,24 @@ def _drawn(*ids: str) -> Iterator[str]:
     raise AssertionError("drew more ids than expected")
 
 
-def test_an_id_the_log_knows_or_the_batch_holds_twice_is_drawn_again(
+def test_a_batch_that_would_reuse_an_id_the_log_knows_is_appended_under_new_ids(
     redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = EventStore(redis_client, "task-ids")
     spec = t.TaskDefinition(command=["true"])
     store.append(t.TaskSubmitted(at=time.time(), task_id="task-taken", spec=spec))
-    draws = _drawn("task-taken", "task-a", "task-a", "task-b")
+    # the plan draws a taken id; the batch is refused whole and drawn again (no two alike)
+    draws = _drawn("task-taken", "task-a", "task-b", "task-b", "task-c")
     monkeypatch.setattr(submitting, "new_task_id", lambda: next(draws))
     settings = load_settings(None, {})
-    requests = [TaskRequest(command=["true"]), TaskRequest(command=["true"])]
+    requests = [TaskRequest(command=["true"], name="x"), TaskRequest(command=["true"], after=["x"])]
     ids = submit(store, plan(store, requests, settings))
-    assert sorted(ids) == ["task-a", "task-b"]
+    assert ids == ["task-b", "task-c"]
     assert {i: e.state for i, e in store.index_entries().items()} == {
         "task-taken": "queued",
-        "task-a": "queued",
         "task-b": "queued",
+        "task-c": "pending",  # waits on task-b: its dependency followed the new id
     }
+    submitted = [e.event for e in store.read_range() if isinstance(e.event, t.TaskSubmitted)]
+    assert [e.task_id for e in submitted] == ["task-taken", "task-b", "task-c"]
+    assert submitted[2].spec.after == ("task-b",)
