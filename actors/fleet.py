@@ -132,11 +132,6 @@ class Fleet:
         reply = self.orchestrator.ask("digest", timeout=_ASK_TIMEOUT)
         return cast(tuple[int, str, int, str], reply)
 
-    def compact(self) -> None:
-        """Have the orchestrator compact its state after a backlog (`FleetState.compact`)."""
-        assert self.orchestrator is not None
-        self.orchestrator.ask("compact", timeout=_ASK_TIMEOUT)
-
     def load(self) -> tuple[int, int, int]:
         """(agents alive on this node, attempts running on it, tasks in the hot state)."""
         assert self.orchestrator is not None

@@ -133,7 +133,6 @@ class Orchestrator(pykka.ThreadingActor):
         )
         self.state = state
         self.digests = Digests()
-        self._compacted_at = 0  # how many finished tasks there were at the last compaction
         self.me = config.node_id
         self.leases = NodeLeases(store.client, store.keys)
         # both dicts are owned by whoever started us (the Fleet), so that it can still reach
@@ -217,11 +216,6 @@ class Orchestrator(pykka.ThreadingActor):
                 return [(n.node_id, n.epoch) for n in nodes.others_held(self.state, self.me)]
             case "counts":
                 return self.state.counts()
-            case "compact":  # a backlog has drained (forge.memory): O(live + since the last)
-                finished = len(self.state.finished)
-                self.state.compact(finished - self._compacted_at)
-                self._compacted_at = finished
-                return finished
             case "digest":  # the heartbeat's: O(live work), no copy, at most ~1 % of the time
                 return self.digests.latest(self.state, self.epoch)
             case "epoch":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -250,24 +249,6 @@ class FleetState(msgspec.Struct, kw_only=True):
         included): O(live work), not O(history)."""
         hot = msgspec.structs.replace(self, finished={})
         return hashlib.sha256(_ENCODER.encode(hot)).hexdigest()
-
-    def compact(self, recent: int) -> None:
-        """Give the maps a backlog grew fresh storage, every content and ordering unchanged
-        (the state encodes the same): the hot maps' tables are sized to the live work again,
-        and the `recent` newest finished entries get keys of their own, allocated now. Their
-        task ids were allocated while the backlog was in memory and, kept alive by this map,
-        would pin the allocator's arenas that held the backlog; so the memory it took can go
-        back to the system (`forge.memory`). O(live work + recent)."""
-        tables: list[dict[str, Any]] = [self.tasks, *self.queues.values()]
-        for table in tables:
-            items = list(table.items())
-            table.clear()
-            table.update(items)
-        finished = self.finished
-        newest = list(itertools.islice(reversed(finished), min(recent, len(finished))))
-        moved = [(task_id, finished.pop(task_id)) for task_id in newest]
-        for task_id, done in reversed(moved):
-            finished[task_id.encode().decode()] = done  # (a new str: not the backlog's)
 
     def counts(self) -> dict[str, int]:
         """How many tasks are in each state."""

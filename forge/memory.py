@@ -3,12 +3,9 @@
 A daemon that held 100,000 queued tasks at a peak keeps, after they have run, most of the
 memory they took: CPython's allocator and the C library's hold on to freed memory for reuse.
 The heartbeat shows the keeper how many tasks are live; once that falls to a quarter of the
-peak since the last release (a peak of at least `least` tasks), the daemon has the
-orchestrator compact its state (`FleetState.compact`: fresh keys for the finished entries made
-since the last time, whose task ids would otherwise pin the arenas the backlog took, ~0.3 µs
-each), then runs a full collection and asks the C library to return its free pages
-(`malloc_trim`, where the C library has one), on the heartbeat's thread. A few times per
-drained backlog.
+peak since the last release (a peak of at least `least` tasks), it runs a full collection and
+asks the C library to return its free pages (`malloc_trim`, where the C library has one). It
+costs a few milliseconds, on the heartbeat's thread, a few times per drained backlog.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from events.leases import NodeLeases
 from events.store import redis_errors
 from forge.daemon_process import PidRecord
 from forge.log import get_logger
-from forge.memory import MemoryKeeper, trim
+from forge.memory import MemoryKeeper
 
 __all__ = [
     "HEARTBEAT_INTERVAL",
@@ -118,7 +118,7 @@ class NodeKeeper(threading.Thread):
         self.lost = False  # a renewal found the lease gone: this fleet's epoch is over
         self.others: list[tuple[str, int]] = []  # the other running nodes, at the last look
         self._published = 0.0
-        self.memory = MemoryKeeper(release=self._give_back)
+        self.memory = MemoryKeeper()
         self.log: Any = get_logger("forge.daemon")
 
     def attach(self, fleet: Fleet, client: redis.Redis) -> None:
@@ -165,11 +165,6 @@ class NodeKeeper(threading.Thread):
         freed = self.memory.observe(live)  # (after the beat: it may take a few ms)
         if freed is not None:
             self.log.info("memory given back after a backlog", live_tasks=live, freed=freed)
-
-    def _give_back(self) -> int:
-        """A backlog has drained: the orchestrator compacts its state, then the memory goes."""
-        self.fleet.compact()
-        return trim()
 
     def renew(self) -> None:
         fleet = self.fleet
