@@ -80,12 +80,10 @@ def new_task_id() -> str:
 
 def _draw(count: int) -> list[str]:
     """`count` fresh task ids, no two alike."""
-    ids: list[str] = []
+    ids: dict[str, None] = {}
     while len(ids) < count:
-        drawn = new_task_id()
-        if drawn not in ids:
-            ids.append(drawn)
-    return ids
+        ids[new_task_id()] = None
+    return list(ids)
 
 
 # -- validating ------------------------------------------------------------------------------
@@ -300,12 +298,13 @@ def _redrawn(planned: Sequence[PlannedTask]) -> list[PlannedTask]:
     new = dict(zip(ours, _draw(len(ours)), strict=True))
     out: list[PlannedTask] = []
     for p in planned:
-        event = p.event
-        if event is not None:
-            after = tuple(new.get(dep, dep) for dep in event.spec.after)
-            spec = msgspec.structs.replace(event.spec, after=after)
-            event = msgspec.structs.replace(event, task_id=new[p.task_id], spec=spec)
-        out.append(msgspec.structs.replace(p, task_id=event.task_id, event=event) if event else p)
+        if p.event is None:
+            out.append(p)
+            continue
+        after = tuple(new.get(dep, dep) for dep in p.event.spec.after)
+        spec = msgspec.structs.replace(p.event.spec, after=after)
+        event = msgspec.structs.replace(p.event, task_id=new[p.task_id], spec=spec)
+        out.append(msgspec.structs.replace(p, task_id=event.task_id, event=event))
     return out
 
 
