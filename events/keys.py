@@ -33,6 +33,7 @@ class Keys:
     task_events_prefix: str  # sorted sets: one task's stream ids (derived, rebuildable)
     task_events_position: str  # string: the last stream id the per-task sets cover
     finished_summaries: str  # hash: finished task id -> msgpack TaskState (derived)
+    calls_prefix: str  # strings: each writer's last append (its token and results, expiring)
 
     @classmethod
     def for_namespace(cls, namespace: str) -> Keys:
@@ -56,6 +57,7 @@ class Keys:
             task_events_prefix=f"{base}:task:",
             task_events_position=f"{base}:task-index",
             finished_summaries=f"{base}:finished",
+            calls_prefix=f"{base}:call:",
         )
 
     def snapshot(self, position: str) -> str:
@@ -73,6 +75,10 @@ class Keys:
     def task_events(self, task_id: str) -> str:
         """The sorted set of the stream ids of task `task_id`'s events."""
         return f"{self.task_events_prefix}{task_id}"
+
+    def calls(self, writer: str) -> str:
+        """The key holding writer `writer`'s last append (see `events/lua/append.lua`)."""
+        return f"{self.calls_prefix}{writer}"
 
     def dead_letters(self, group: str) -> str:
         """The dead-letter stream of consumer group `group`."""

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import itertools
+import os
+import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -119,6 +122,12 @@ class EventStore:
         self.keys = Keys.for_namespace(namespace)
         self._append: Script = client.register_script(load_script("append.lua"))
         self._append_keys = [self.keys.log, self.keys.index, self.keys.idempotency]
+        # each append carries a token (growing; a key per writer thread), so that one sent
+        # again after a lost reply (redis-py retries a command on a timeout or a dropped
+        # connection) is answered with its first results instead of being appended twice
+        self._writer = secrets.token_hex(8)
+        self._tokens = itertools.count(1)
+        self._threads = threading.local()
 
     # -- appending ---------------------------------------------------------------------
 
@@ -173,11 +182,11 @@ class EventStore:
 
         With `after` (the caller's position), the entries others appended between it and
         these appends come back too (decoded; None if there are more than `most`)."""
-        args: list[Any] = ["" if after is None else after, most]
+        args: list[Any] = ["" if after is None else after, most, next(self._tokens)]
         for group in groups:
             group_args(group, args)
         with redis_errors("append"):
-            reply = self._append(keys=self._append_keys, args=args)
+            reply = self._append(keys=self._call_keys(), args=args)
         prev, raw_entries, *raw_results = reply
         entries = None
         if after is not None and isinstance(raw_entries, list):
@@ -194,6 +203,16 @@ class EventStore:
                 current = IndexEntry.parse(raw[1])._asdict() if raw[1] else None
                 results.append(TaskConflict(group.task_id or "", dict(group.expect), current))
         return Appended(prev.decode(), entries, results)
+
+    def _call_keys(self) -> list[str]:
+        """The append script's keys, with this writer's: one per process and thread (a
+        forked child copies the store, and the tokens it has drawn)."""
+        pid = os.getpid()
+        cached: tuple[int, list[str]] | None = getattr(self._threads, "keys", None)
+        if cached is None or cached[0] != pid:
+            writer = self.keys.calls(f"{self._writer}-{pid}-{threading.get_ident()}")
+            cached = self._threads.keys = (pid, [*self._append_keys, writer])
+        return cached[1]
 
     def claim(self, task_id: str, event: TaskAssigned, expected_state: str = "queued") -> str:
         """Append a TaskAssigned only if the task is still in `expected_state`."""

@@ -1,9 +1,13 @@
 -- Append events to the log and keep the derived task index in step, atomically.
 --
--- KEYS[1] log stream, KEYS[2] task index hash, KEYS[3] idempotency hash
+-- KEYS[1] log stream, KEYS[2] task index hash, KEYS[3] idempotency hash, KEYS[4] the caller's
+--   last call (a string: 'token|' and the JSON of {prev, results}, expiring)
 -- ARGV[1] the caller's log position ('' = none), ARGV[2] the most entries to send back
---   (see the reply)
--- ARGV[3..] groups of records. Each group opens with a header
+--   (see the reply), ARGV[3] this call's token ('' = none), a number that grows with each
+--   call of the writer KEYS[4] belongs to: a call whose token KEYS[4] holds already ran (the
+--   writer sent it again after losing the reply) and gets the results it had, with the
+--   entries after the caller's position up to its prev; an older token is refused (STALE)
+-- ARGV[4..] groups of records. Each group opens with a header
 --   task states attempt epoch count
 --   task: '' for an unconditional group, else the task the group's expectation is on;
 --   states ('|a|b|', '' = any; '-' is the state of an unknown task), attempt ('' = any) and
@@ -22,8 +26,9 @@
 --   or 0 when there are more than ARGV[2] of them (or no position was given);
 --   one result per group: {1, id...} appended, or {0, the index value found ('' = none)}.
 
-local log, index, idem = KEYS[1], KEYS[2], KEYS[3]
+local log, index, idem, calls = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local SIZES = {e = 3, s = 6, t = 9}
+local KEEP_CALL = 600  -- seconds a call's token and results are kept (a client's retries)
 
 local function parse(v)
   if not v then return '-', '', '' end
@@ -31,20 +36,41 @@ local function parse(v)
   return s, a, e
 end
 
+-- the entries after the caller's position up to prev (0: too many, or no position)
+local function since(prev)
+  local position, most = ARGV[1], tonumber(ARGV[2])
+  if position == '' then return 0 end
+  if position == prev then return {} end
+  local found = redis.call('XRANGE', log, '(' .. position, prev, 'COUNT', most + 1)
+  if #found <= most then return found end
+  return 0
+end
+
+-- a call sent again (its reply lost: a timeout, a dropped connection) is not run twice: the
+-- writer's last call, if it is this one, is answered as it was; a copy of an earlier call
+-- (still buffered on a connection its writer gave up) is refused
+local token = tonumber(ARGV[3])
+if token then
+  local last = redis.call('GET', calls)
+  if last then
+    local sep = string.find(last, '|', 1, true)
+    local done = tonumber(string.sub(last, 1, sep - 1))
+    if done == token then
+      local kept = cjson.decode(string.sub(last, sep + 1))
+      local reply = {kept[1], since(kept[1])}
+      for _, result in ipairs(kept[2]) do reply[#reply + 1] = result end
+      return reply
+    elseif done > token then
+      return redis.error_reply('STALE a copy of an append its writer has since gone past: not run')
+    end
+  end
+end
+
 -- the entry before these appends, so that a writer can tell whether anyone else appended
 -- since it last read, and what: it applies those entries before its own
 local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
 local prev = newest[1] and newest[1][1] or '0-0'
-local entries = 0
-local position, most = ARGV[1], tonumber(ARGV[2])
-if position ~= '' then
-  if position == prev then
-    entries = {}
-  else
-    local found = redis.call('XRANGE', log, '(' .. position, prev, 'COUNT', most + 1)
-    if #found <= most then entries = found end
-  end
-end
+local entries = since(prev)
 
 -- would the record at i be appended with a legal transition (and its index entry found)?
 local function legal(i)
@@ -97,7 +123,8 @@ local function append(i)
 end
 
 local reply = {prev, entries}
-local i = 3
+local results = {}
+local i = 4
 local n = #ARGV
 while i <= n do
   local task, states, attempt, epoch = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -126,14 +153,18 @@ while i <= n do
   end
   if refused then
     for _ = 1, count do i = i + SIZES[ARGV[i]] end
-    reply[#reply + 1] = {0, refused}
+    results[#results + 1] = {0, refused}
   else
     local ids = {1}
     for _ = 1, count do
       ids[#ids + 1] = append(i)
       i = i + SIZES[ARGV[i]]
     end
-    reply[#reply + 1] = ids
+    results[#results + 1] = ids
   end
 end
+if token then
+  redis.call('SET', calls, token .. '|' .. cjson.encode({prev, results}), 'EX', KEEP_CALL)
+end
+for _, result in ipairs(results) do reply[#reply + 1] = result end
 return reply
