@@ -15,7 +15,7 @@ a few hundred kB. Every behaviour is the Python shim's, and one contract suite
   the `--mask-env` variables (even split across reads) and the secret shapes of events/redact.py
   line by line (an unfinished line waits for its end, or a blank once it is over 64 KiB);
 * makes itself and the child child subreapers and records its children (PID, start ticks) in
-  `--record` whenever they change;
+  `--record` whenever they change; the child stops when the shim dies (a parent-death SIGSTOP);
 * stops the child's group after `--timeout` s (SIGTERM, SIGKILL after `--grace`), not counting
   the time the child spends stopped;
 * forwards SIGTERM, SIGINT and SIGHUP to the child's group;
@@ -740,6 +740,21 @@ static void become_subreaper(void) {
 #endif
 }
 
+/* The command stops when its shim dies (a parent-death SIGSTOP): a command whose shim was killed
+   while nobody watched (the daemon down, or cut off from the log) would otherwise run on to its
+   end unseen, and the retry of its attempt run it a second time. Stopped, not killed, so that
+   it stays the parent of what it started: the daemon finds the whole tree through the shim's
+   record and kills it (forge/runtimes/tree.py). */
+static void stop_with_the_shim(pid_t shim) {
+#ifdef __linux__
+    prctl(PR_SET_PDEATHSIG, SIGSTOP, 0, 0, 0);
+    if (getppid() != shim) /* it died before the signal was armed */
+        raise(SIGSTOP);
+#else
+    (void)shim;
+#endif
+}
+
 /* The fields of /proc/PID/stat from the state on: fields[0] state, [1] ppid, [19] start ticks. */
 static int proc_stat(pid_t pid, char *state, long *ppid, unsigned long long *ticks) {
     char path[64], data[1024];
@@ -1024,6 +1039,7 @@ static pid_t spawn(char **env, int out_write, Buf *error) {
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t shim = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         SpawnFailure failure = {0, 0};
@@ -1037,6 +1053,7 @@ static pid_t spawn(char **env, int out_write, Buf *error) {
         sigprocmask(SIG_SETMASK, &none, NULL);
         setpgid(0, 0);
         become_subreaper();
+        stop_with_the_shim(shim);
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_write, 1) < 0 || dup2(out_write, 2) < 0) {
             failure.err = errno;

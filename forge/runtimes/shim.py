@@ -19,8 +19,11 @@ so that killing the daemon, even with SIGKILL, neither kills nor SIGPIPEs the ag
   to the shim once the command has ended, never to init, so it stays in the attempt's tree;
   the shim writes its direct children, as JSON pairs of PID and start time in clock ticks, to
   `--record` whenever they change, so that the daemon can kill every process of the attempt
-  should the shim itself be killed (the command gets no parent-death signal, which would
-  scatter its tree: the daemon kills it, tree and all);
+  should the shim itself be killed. The command stops when the shim dies (a parent-death
+  SIGSTOP): killed while nobody watched (the daemon down or cut off from the log), it would
+  otherwise run on to its end unseen, and the retry of its attempt run it a second time;
+  stopped, not killed, it stays the parent of what it started, and the daemon kills the whole
+  tree;
 * stops the child's process group after `--timeout` seconds (SIGTERM, then SIGKILL after
   `--grace`); time the child spends stopped (SIGSTOP) does not count;
 * forwards SIGTERM, SIGINT and SIGHUP it receives to the child's process group;
@@ -48,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import select
@@ -69,6 +73,7 @@ _DRAIN_AFTER_EXIT = 1.0  # how long to wait for the pipe's end once the group is
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _CLEANUP_TIMEOUT = 5.0  # how long to keep killing what is left once the child has ended
 _PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+_PR_SET_PDEATHSIG = 1
 _TEST_HOLD = "FORGE_SHIM_TEST_HOLD_AFTER_EXIT"  # tests only: seconds to sleep after the record
 
 try:
@@ -138,7 +143,7 @@ class Shim:
             cwd=cwd,
             env=self.env,
             process_group=0,
-            preexec_fn=_become_subreaper,  # noqa: PLW1509 - the shim has no threads
+            preexec_fn=functools.partial(_child_setup, os.getpid()),  # noqa: PLW1509 - no threads
         )
 
     def _supervise(self, log: int) -> tuple[int | None, int | None]:
@@ -319,6 +324,16 @@ def _replace_file(path: str, text: str) -> None:
     with open(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def _child_setup(shim: int) -> None:
+    """In the command's process before its exec: a subreaper, stopped if the shim dies."""
+    _become_subreaper()
+    if _LIBC is not None:
+        with contextlib.suppress(AttributeError):
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGSTOP, 0, 0, 0)
+    if os.getppid() != shim:  # the shim died before the signal was armed
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _become_subreaper() -> None:

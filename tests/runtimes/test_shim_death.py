@@ -139,6 +139,25 @@ def test_a_restarted_daemon_kills_what_a_killed_shim_left_instead_of_adopting_it
     assert _survivors(strays) == []  # the attempt is recorded lost: nothing of it runs on
 
 
+def test_a_command_stops_with_its_shim_while_nobody_watches(
+    harness: Harness, sink: Collector, strays: list[psutil.Process]
+) -> None:
+    """The daemon is down (or cut off from the log) when the shim is killed: the command must
+    not run on to its end unseen, or the retry of the attempt runs it a second time. It stops,
+    still the parent of what it started, and the daemon's return kills the whole tree."""
+    handle = _start(harness, sink, strays)
+    main = strays[0]
+    handle.detach()  # nobody follows the attempt
+    os.kill(handle.pid, signal.SIGKILL)
+
+    wait_until(lambda: main.status() == psutil.STATUS_STOPPED)  # without a daemon
+    assert strays[3].ppid() == main.pid  # its tree held together
+
+    spec = harness.spec(command=["true"], log_path=handle.log_path)
+    assert harness.runtime.adopt(spec, handle.pid, handle.create_time, Collector()) is None
+    assert _survivors(strays) == []
+
+
 def test_terminate_kills_the_tree_of_an_attempt_whose_shim_is_gone(
     harness: Harness, sink: Collector, strays: list[psutil.Process]
 ) -> None:
