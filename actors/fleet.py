@@ -4,6 +4,7 @@
 the orchestrator, which records a new daemon epoch and recovers what an earlier daemon left,
 and begins tailing the log. `Fleet.stop()` is the graceful shutdown: no new assignments,
 running tasks get `grace` seconds, then agents are stopped and a snapshot is written.
+Snapshots are encoded on the orchestrator's thread and stored on a writer's (`SnapshotWriter`).
 
 When the orchestrator dies (an unexpected error, or the log unreachable for longer than the
 client's timeout), `failure` says why and `detach()` tears the fleet down without touching the
@@ -29,7 +30,7 @@ from actors.scheduler import Scheduler
 from actors.tail import LogTail
 from events.errors import LeaseLost
 from events.replay import ReplayReport, replay
-from events.snapshot import SnapshotStore
+from events.snapshot import SnapshotStore, SnapshotWriter
 from events.state import FleetState
 from events.store import EventStore
 from events.task_index import TaskIndex, TaskIndexer
@@ -37,6 +38,7 @@ from events.task_index import TaskIndex, TaskIndexer
 __all__ = ["Fleet"]
 
 _ASK_TIMEOUT = 30.0
+_FLUSH_TIMEOUT = 30.0  # how long a stopping fleet waits for its last snapshot to be stored
 
 
 class Fleet:
@@ -58,6 +60,7 @@ class Fleet:
         self.snapshots = SnapshotStore(store)
         self._index = TaskIndex(store)
         self._indexer = TaskIndexer(self._index)
+        self._writer = SnapshotWriter(self.snapshots, written=self._indexer.poke)
         self.stopped = threading.Event()  # the orchestrator stopped: its stop, or a failure
         self.finished = threading.Event()  # it recorded its stop (`daemon.stopped`)
         self.stopping = threading.Event()  # a stop began (it may fail before it is recorded)
@@ -99,8 +102,7 @@ class Fleet:
         return self
 
     def _checkpoint(self, state: FleetState) -> None:
-        self.snapshots.save(state)
-        self._indexer.poke()
+        self._writer.take(state)  # encoded here; stored on the writer's thread
 
     def _failed(self, error: BaseException) -> None:
         self.failure = error
@@ -180,12 +182,14 @@ class Fleet:
             runtime.cleanup()
 
     def close(self) -> bool:
-        """Stop the threads and actors without the graceful steps (after `stop`, or a crash)."""
+        """Stop the threads and actors without the graceful steps (after `stop`, or a crash),
+        once the snapshots taken are stored (the one a stop takes last, above all)."""
         done = self.stopped.is_set()
         if self.tail is not None:
             self.tail.stop()
         if self.orchestrator is not None and self.orchestrator.is_alive():
             self.orchestrator.stop(block=True, timeout=_ASK_TIMEOUT)
+        self._writer.flush(_FLUSH_TIMEOUT)
         if self.scheduler is not None:
             self.scheduler.stop()
         for runtime in self.runtimes.values():
