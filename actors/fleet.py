@@ -4,7 +4,6 @@
 the orchestrator, which records a new daemon epoch and recovers what an earlier daemon left,
 and begins tailing the log. `Fleet.stop()` is the graceful shutdown: no new assignments,
 running tasks get `grace` seconds, then agents are stopped and a snapshot is written.
-Snapshots are encoded on the orchestrator's thread and stored on a writer's (`SnapshotWriter`).
 
 When the orchestrator dies (an unexpected error, or the log unreachable for longer than the
 client's timeout), `failure` says why and `detach()` tears the fleet down without touching the
@@ -30,7 +29,7 @@ from actors.scheduler import Scheduler
 from actors.tail import LogTail
 from events.errors import LeaseLost
 from events.replay import ReplayReport, replay
-from events.snapshot import SnapshotStore, SnapshotWriter
+from events.snapshot import SnapshotStore
 from events.state import FleetState
 from events.store import EventStore
 from events.task_index import TaskIndex, TaskIndexer
@@ -38,7 +37,6 @@ from events.task_index import TaskIndex, TaskIndexer
 __all__ = ["Fleet"]
 
 _ASK_TIMEOUT = 30.0
-_FLUSH_TIMEOUT = 30.0  # how long a stopping fleet waits for its last snapshot to be stored
 
 
 class Fleet:
@@ -60,7 +58,6 @@ class Fleet:
         self.snapshots = SnapshotStore(store)
         self._index = TaskIndex(store)
         self._indexer = TaskIndexer(self._index)
-        self._writer = SnapshotWriter(self.snapshots, written=self._indexer.poke)
         self.stopped = threading.Event()  # the orchestrator stopped: its stop, or a failure
         self.finished = threading.Event()  # it recorded its stop (`daemon.stopped`)
         self.stopping = threading.Event()  # a stop began (it may fail before it is recorded)
@@ -102,7 +99,8 @@ class Fleet:
         return self
 
     def _checkpoint(self, state: FleetState) -> None:
-        self._writer.take(state)  # encoded here; stored on the writer's thread
+        self.snapshots.save(state)
+        self._indexer.poke()
 
     def _failed(self, error: BaseException) -> None:
         self.failure = error
@@ -182,14 +180,12 @@ class Fleet:
             runtime.cleanup()
 
     def close(self) -> bool:
-        """Stop the threads and actors without the graceful steps (after `stop`, or a crash),
-        once the snapshots taken are stored (the one a stop takes last, above all)."""
+        """Stop the threads and actors without the graceful steps (after `stop`, or a crash)."""
         done = self.stopped.is_set()
         if self.tail is not None:
             self.tail.stop()
         if self.orchestrator is not None and self.orchestrator.is_alive():
             self.orchestrator.stop(block=True, timeout=_ASK_TIMEOUT)
-        self._writer.flush(_FLUSH_TIMEOUT)
         if self.scheduler is not None:
             self.scheduler.stop()
         for runtime in self.runtimes.values():

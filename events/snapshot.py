@@ -10,9 +10,7 @@ full replay, is used instead.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import structlog
@@ -20,14 +18,7 @@ import structlog
 from events.state import FleetState, paused_gc
 from events.store import EventStore, redis_errors
 
-__all__ = [
-    "SNAPSHOT_FORMAT",
-    "Encoded",
-    "SnapshotEnvelope",
-    "SnapshotStore",
-    "SnapshotWriter",
-    "state_fingerprint",
-]
+__all__ = ["SNAPSHOT_FORMAT", "SnapshotEnvelope", "SnapshotStore", "state_fingerprint"]
 
 SNAPSHOT_FORMAT = 2  # 2: finished tasks leave the hot state (events.projection_eviction)
 log = structlog.get_logger("events.snapshot")
@@ -51,14 +42,6 @@ class SnapshotEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     event_count: int
     checksum: str  # sha256 hex of `body`
     body: bytes  # msgpack FleetState
-
-
-class Encoded(NamedTuple):
-    """A snapshot's body, encoded at one position, not yet stored."""
-
-    position: str
-    event_count: int
-    body: bytes
 
 
 def _warn(position: str, reason: str) -> None:
@@ -90,28 +73,20 @@ class SnapshotStore:
 
     def save(self, state: FleetState) -> str:
         """Store a snapshot of `state` at `state.position`; drop those beyond `keep`."""
-        return self.write(self.encode(state))
-
-    def encode(self, state: FleetState) -> Encoded:
-        """The snapshot of `state` as it is now, to `write` (here or on another thread)."""
-        return Encoded(state.position, state.event_count, self._encoder.encode(state))
-
-    def write(self, encoded: Encoded) -> str:
-        """Store an encoded snapshot; drop those beyond `keep`."""
-        position, body = encoded.position, encoded.body
+        body = self._encoder.encode(state)
         envelope = SnapshotEnvelope(
             format=SNAPSHOT_FORMAT,
             fingerprint=_FINGERPRINT,
-            position=position,
-            event_count=encoded.event_count,
+            position=state.position,
+            event_count=state.event_count,
             checksum=hashlib.sha256(body).hexdigest(),
             body=body,
         )
         keys = self.store.keys
         with redis_errors("save snapshot"):
             pipe = self.store.client.pipeline(transaction=True)
-            pipe.set(keys.snapshot(position), self._encoder.encode(envelope))
-            pipe.zadd(keys.snapshots, {position: _id_key(position)[0]})
+            pipe.set(keys.snapshot(state.position), self._encoder.encode(envelope))
+            pipe.zadd(keys.snapshots, {state.position: _id_key(state.position)[0]})
             pipe.execute()
         old = self.positions()[: -self.keep]
         if old:
@@ -120,7 +95,7 @@ class SnapshotStore:
                 pipe.delete(*(keys.snapshot(p) for p in old))
                 pipe.zrem(keys.snapshots, *old)
                 pipe.execute()
-        return position
+        return state.position
 
     def load_latest(self, until: str | None = None) -> FleetState | None:
         """The newest usable snapshot (at or before stream id `until`), or None."""
@@ -162,62 +137,3 @@ class SnapshotStore:
             _warn(position, "position mismatch")
             return None
         return state
-
-
-class SnapshotWriter:
-    """Stores snapshots on a thread of its own, so that taking one holds up its caller (the
-    orchestrator) only while the state is encoded, which must happen at one position: hashing
-    and storing a body of megabytes, tens of milliseconds mostly spent waiting on the server,
-    happen here. A snapshot still waiting when a newer one comes is dropped for it. A failed
-    write is logged and the next snapshot tried; the thread ends after `idle` seconds without
-    work and starts again with the next."""
-
-    def __init__(
-        self,
-        snapshots: SnapshotStore,
-        written: Callable[[], None] | None = None,
-        idle: float = 30.0,
-    ) -> None:
-        self.snapshots = snapshots
-        self.written = written  # told after each write
-        self.idle = idle
-        self._cond = threading.Condition()
-        self._pending: Encoded | None = None
-        self._writing = False
-        self._thread: threading.Thread | None = None
-
-    def take(self, state: FleetState) -> None:
-        """Encode `state` now; store it soon."""
-        encoded = self.snapshots.encode(state)
-        with self._cond:
-            self._pending = encoded
-            self._cond.notify_all()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="forge-snapshots", daemon=True
-                )
-                self._thread.start()
-
-    def flush(self, timeout: float) -> bool:
-        """Wait until every snapshot taken is stored (or failed); False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._pending is None and not self._writing, timeout)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._cond.wait_for(lambda: self._pending is not None, self.idle):
-                    return
-                encoded, self._pending = self._pending, None
-                self._writing = True
-            try:
-                assert encoded is not None
-                self.snapshots.write(encoded)
-                if self.written is not None:
-                    self.written()
-            except Exception as e:  # a snapshot only saves replay time: the next one may do
-                log.warning("snapshot not stored", error=f"{type(e).__name__}: {e}")
-            finally:
-                with self._cond:
-                    self._writing = False
-                    self._cond.notify_all()
