@@ -37,6 +37,7 @@ from events.state import FleetState
 from events.store import EventStore
 from forge.daemon_process import DaemonFiles, PidRecord, hold_lock, process_create_time
 from forge.log import get_logger
+from forge.memory import fix_mmap_threshold
 from forge.node import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TTL,
@@ -207,6 +208,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until stopped; 0 after a graceful stop, 1 if it could not go on."""
+        fix_mmap_threshold()  # (before the threads: each takes its own heap)
         with hold_lock(self.files):
             me = PidRecord(
                 pid=os.getpid(),

@@ -3,10 +3,13 @@
 A daemon that held 100,000 queued tasks at a peak keeps, after they have run, most of the
 memory they took: CPython's allocator and the C library's hold on to freed memory for reuse.
 The heartbeat shows the keeper how many tasks are live; once that falls to a quarter of the
-peak since the last release (a peak of at least `least` tasks), it runs a full collection and
-asks the C library to return its free pages (`malloc_trim`, where the C library has one), on
-the heartbeat's thread, a few times per drained backlog. The collection holds the interpreter
-for ~10-15 ms (the daemon's own objects: queued tasks are not tracked by the collector).
+peak since the last release, it runs a full collection and asks the C library to return its
+free pages (`malloc_trim`, where the C library has one), on the heartbeat's thread: a few
+times per backlog of at least `least` tasks, at each quartering and once it has drained (what
+the last tasks freed stays held otherwise). The collection holds the interpreter for ~10-15 ms
+(the daemon's own objects: queued tasks are not tracked by the collector). The daemon also
+fixes the C library's mmap threshold (`fix_mmap_threshold`), so that large transient blocks
+never fragment its heap.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 
 import psutil
 
-__all__ = ["MemoryKeeper", "trim"]
+__all__ = ["MemoryKeeper", "fix_mmap_threshold", "trim"]
 
 
 def _libc_trim() -> Callable[[int], int] | None:
@@ -28,6 +31,22 @@ def _libc_trim() -> Callable[[int], int] | None:
 
 
 _MALLOC_TRIM = _libc_trim()
+_M_MMAP_THRESHOLD = -3  # mallopt(3)
+MMAP_THRESHOLD = 128 * 1024
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Have the C library serve every block of `threshold` bytes or more from a mapping of its
+    own, returned to the system when freed, for the rest of the process (True if it took the
+    setting). By default glibc raises the threshold to the size of each large block freed, up
+    to 32 MiB, after which a daemon's large transient blocks (a snapshot's body, a page of
+    replies) come from the heap and leave it fragmented: after a 200,000-task run the heap held
+    60 MiB free that `malloc_trim` could not give back; with the threshold fixed, 3 MiB."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 def trim() -> int:
@@ -48,12 +67,17 @@ class MemoryKeeper:
         self.least = least
         self.release = release
         self.peak = 0
+        self.draining = False  # a backlog of `least` or more drains: released to its end
 
     def observe(self, live: int) -> int | None:
         """`live` tasks are in the hot state now: the bytes given back if it released memory
         (None if it was not time to)."""
         self.peak = max(self.peak, live)
-        if self.peak < self.least or live > self.peak // 4:
+        if self.peak >= self.least:
+            self.draining = True
+        if not self.draining or live > self.peak // 4:
             return None
         self.peak = live
+        if live <= self.least // 50:  # drained: this backlog's last release
+            self.draining = False
         return self.release()

@@ -3,8 +3,32 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+
+import pytest
 
 from forge.memory import MemoryKeeper, trim
+
+# a child process: after a 4 MiB block was freed (glibc then raises its threshold to 4 MiB), is
+# a 1 MiB block served from a mapping of its own (given back when freed) or from the heap?
+_MAPPED = """
+import ctypes, sys
+from forge.memory import fix_mmap_threshold
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                 "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+if sys.argv[1] == "fixed":
+    assert fix_mmap_threshold()
+big = bytes(4 << 20)
+del big
+before = libc.mallinfo2().hblks
+block = bytes(1 << 20)
+print(libc.mallinfo2().hblks - before)
+"""
 
 
 def test_released_once_the_live_tasks_fall_to_a_quarter_of_the_peak() -> None:
@@ -14,8 +38,9 @@ def test_released_once_the_live_tasks_fall_to_a_quarter_of_the_peak() -> None:
     assert keeper.observe(1000) == 7  # a quarter of the 4,000 peak
     assert keeper.observe(900) is None  # the peak starts again from there (1,000)
     assert keeper.observe(250) == 7  # and a quarter of that is released too
-    assert keeper.observe(0) is None  # a peak of 250 is below the least
-    assert released == [1, 1]
+    assert keeper.observe(20) == 7  # down to the backlog's end (a fiftieth of the least)
+    assert keeper.observe(0) is None  # that was the last of this backlog
+    assert released == [1, 1, 1]
 
 
 def test_a_peak_below_the_least_never_releases() -> None:
@@ -43,3 +68,11 @@ def test_trim_collects_garbage_and_reports_what_the_process_gave_back() -> None:
     freed = trim()
     assert freed >= 0
     assert not any(isinstance(o, Cycle) for o in gc.get_objects())
+
+
+@pytest.mark.parametrize(("how", "mapped"), [("fixed", "1"), ("stock", "0")])
+def test_a_fixed_mmap_threshold_keeps_large_blocks_off_the_heap(how: str, mapped: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _MAPPED, how], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == mapped
