@@ -24,6 +24,7 @@ import redis
 from actors.fleet import Fleet
 from actors.policy import OrchestratorConfig
 from actors.runtime import RuntimeAdapter
+from benchmarks import floors
 from events import EventStore, TaskDefinition, TaskStarted, TaskSubmitted
 from forge.runtimes import NoopRuntime, ShellRuntime
 from forge.server import EmbeddedServer
@@ -157,6 +158,8 @@ def main() -> None:
                 print(f"{name + f', concurrency {agents}':<40}{rate:>12,.0f}{events:>10,}")
         p50, p99 = latency(client, home)
         print(f"submit-to-start with idle agents: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        for what, (w50, w99) in floors.idle_wakes().items():
+            print(f"   this machine, an idle {what}: p50 {w50:.2f} ms, p99 {w99:.2f} ms")
         mem = memory(server, home)
         print(
             f"daemon RSS with {mem['agents']} agents ({mem['running']} running) and "

@@ -28,6 +28,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks import floors
 from events import EventStore, TaskStarted, TaskSubmitted
 from events.replay import replay
 from events.snapshot import SnapshotStore
@@ -164,3 +165,6 @@ def main() -> None:
             shown = f"{better} {target:,.0f}" if target is not None else ""
             print(f"{f'{held:,} tasks held: {name}':<44}{value:>12,.1f}{shown:>12}")
         print(f"{f'{held:,} tasks held: completed':<44}{figures['completed']:>12,.0f}")
+    alone = floors.submitter_alone()
+    print(f"{'this machine: the submitter alone, submits/s':<44}{alone:>12,.1f}")
+    print("   (no daemon running: the tasks/s above submit the same way, on the same cores)")
