@@ -70,6 +70,8 @@ class Fleet:
         # the orchestrator's children, held here so that they can be detached if it dies
         self.supervisors: dict[str, pykka.ActorRef[Any]] = {}
         self.breakers: dict[str, pykka.ActorRef[Any]] = {}
+        # held by the orchestrator's ledger while it appends: the tail reader waits for it
+        self._appending = threading.RLock()
 
     def start(self) -> Fleet:
         state, self.report = replay(self.store, snapshots=self.snapshots)
@@ -91,16 +93,25 @@ class Fleet:
             breakers=self.breakers,
             seed=self.seed,
             workspaces=self.workspaces,
+            appending=self._appending,
         )
         position = cast(str, self.orchestrator.ask("position", timeout=_ASK_TIMEOUT))
         self.epoch = cast(int, self.orchestrator.ask("epoch", timeout=_ASK_TIMEOUT))
-        self.tail = LogTail(self.store, self.orchestrator, position, applied=lambda: state.position)
+        self.tail = LogTail(
+            self.store, self.orchestrator, position, applied=lambda: self._settled(state)
+        )
         self.tail.start()
         return self
 
     def _checkpoint(self, state: FleetState) -> None:
         self.snapshots.save(state)
         self._indexer.poke()
+
+    def _settled(self, state: FleetState) -> str:
+        """How far the orchestrator has applied the log, once its append under way (if any)
+        is back: the entries that append brings back are not news for the tail reader."""
+        with self._appending:
+            return state.position
 
     def _failed(self, error: BaseException) -> None:
         self.failure = error

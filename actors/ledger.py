@@ -16,6 +16,7 @@ longer holds is refused, and refuses no other.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -67,6 +68,7 @@ class Ledger:
         applied: Callable[[str, str, t.Event], None] | None = None,
         snapshot_every: int = 1000,
         log: Any = None,
+        appending: threading.RLock | None = None,
     ) -> None:
         self.store = store
         self.state = state
@@ -77,6 +79,9 @@ class Ledger:
         self._applied = applied  # told (id before, id, event) of each entry applied
         self._snapshot_every = snapshot_every
         self._snapshot_at = state.event_count
+        # held while an append (or a catch-up) is under way: the tail reader waits for it, so
+        # that it does not take the entries an append brings back for news
+        self.appending = appending if appending is not None else threading.RLock()
         self.log: Any = log if log is not None else structlog.get_logger("actors.ledger")
 
     @property
@@ -103,8 +108,9 @@ class Ledger:
         groups = [_group(record) for record in records]
         if not groups:
             return []
-        appended = self.store.append_groups(groups, after=self.state.position)
-        self._absorb(appended, groups)
+        with self.appending:
+            appended = self.store.append_groups(groups, after=self.state.position)
+            self._absorb(appended, groups)
         done = [not isinstance(result, TaskConflict) for result in appended.results]
         for i, result in enumerate(appended.results):
             if not isinstance(result, TaskConflict):
@@ -149,15 +155,16 @@ class Ledger:
 
     def catch_up(self) -> None:
         """Apply every entry after our position."""
-        while True:
-            entries = self.store.read_from(self.state.position, _READ_PAGE)
-            for entry in entries:
-                if _stream_key(entry.id) <= _stream_key(self.state.position):
-                    continue  # a reaction's own catch-up (nested) has applied it already
-                self._apply_entry(entry.id, entry.event)
-            if len(entries) < _READ_PAGE:
-                break
-        self._maybe_checkpoint()
+        with self.appending:
+            while True:
+                entries = self.store.read_from(self.state.position, _READ_PAGE)
+                for entry in entries:
+                    if _stream_key(entry.id) <= _stream_key(self.state.position):
+                        continue  # a reaction's own catch-up (nested) has applied it already
+                    self._apply_entry(entry.id, entry.event)
+                if len(entries) < _READ_PAGE:
+                    break
+            self._maybe_checkpoint()
 
     def has_news(self, last_id: str) -> bool:
         """The tail reader's news of the log up to `last_id` holds entries we have not applied

@@ -109,6 +109,7 @@ class Orchestrator(pykka.ThreadingActor):
         supervisors: dict[str, pykka.ActorRef[Any]] | None = None,
         breakers: dict[str, pykka.ActorRef[Any]] | None = None,
         seed: int | None = None,
+        appending: threading.RLock | None = None,
     ) -> None:
         super().__init__()
         self.runtimes = dict(runtimes)
@@ -130,6 +131,7 @@ class Orchestrator(pykka.ThreadingActor):
             applied=applied,
             snapshot_every=config.snapshot_every,
             log=self.log,
+            appending=appending,
         )
         self.state = state
         self.digests = Digests()

@@ -4,7 +4,8 @@ It hands over the entries it read, decoded, with the position they follow; the o
 applies those after its own position if they cover it, and otherwise reads from its own
 position itself, so entries are always applied in log order and never twice. Entries the
 orchestrator has applied already (its own appends, and others' that came back with them) are
-neither decoded nor handed over: the tail reads the orchestrator's position first. While the
+neither decoded nor handed over: the tail reads the orchestrator's position first (in a fleet,
+once an append under way has come back with its entries: `Fleet._settled`). While the
 log grows only by the orchestrator's own appends, a wake-up reads one entry (enough to tell);
 once others append, it reads all there is, until a read brings only the orchestrator's own.
 """

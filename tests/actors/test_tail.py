@@ -1,5 +1,6 @@
 """The tail reader hands over what others appended, never the orchestrator's own appends, and
-reads one entry a wake-up while the log grows only by those (actors.tail)."""
+reads one entry a wake-up while the log grows only by those (actors.tail); in a fleet it waits
+for an append under way rather than take the entries coming back with it for news."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import redis
 
+from actors import tail as tail_module
+from actors.fleet import Fleet
 from actors.messages import LogAdvanced
 from actors.tail import LogTail
 from events import types as t
 from events.store import EventStore
+from forge.runtimes import NoopRuntime
+from tests.actors.helpers import config
 
 
 class _Recording(EventStore):
@@ -80,3 +86,36 @@ def test_own_appends_are_skipped_with_one_entry_reads_and_others_are_handed_over
         assert [e.agent_id for m in target.told for _, e in m.entries] == ["a3", "a4"]
     finally:
         tail.stop()
+
+
+class _SlowReplies(EventStore):
+    """The reply to each append arrives 50 ms after the server has appended: the tail reader
+    has seen the entries by then."""
+
+    def append_groups(self, *args: Any, **kwargs: Any) -> Any:
+        appended = super().append_groups(*args, **kwargs)
+        time.sleep(0.05)
+        return appended
+
+
+def test_the_tail_waits_for_an_append_under_way_instead_of_taking_its_entries_for_news(
+    redis_client: redis.Redis, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _SlowReplies(redis_client, "tail-under-way")
+    spec = t.TaskDefinition(runtime="noop")
+    store.append_batch([t.TaskSubmitted(at=1.0, task_id=f"t{i}", spec=spec) for i in range(5)])
+    decoded: list[bytes] = []
+    real = tail_module.decode_entry
+
+    def counting(fields: dict[bytes, bytes]) -> t.Event:
+        decoded.append(fields[b"d"])
+        return real(fields)
+
+    monkeypatch.setattr(tail_module, "decode_entry", counting)
+    fleet = Fleet(store, {"noop": NoopRuntime()}, config(tmp_path, max_agents=2)).start()
+    try:
+        _until(lambda: fleet.counts().get("completed", 0) == 5)
+    finally:
+        fleet.stop(grace=0.0, timeout=20)
+    # every entry after the start is the fleet's own, back with its append: none is news
+    assert decoded == []
