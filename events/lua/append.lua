@@ -52,17 +52,18 @@ end
 local token = tonumber(ARGV[3])
 if token then
   local last = redis.call('GET', calls)
-  if last then
-    local sep = string.find(last, '|', 1, true)
-    local done = tonumber(string.sub(last, 1, sep - 1))
-    if done == token then
-      local kept = cjson.decode(string.sub(last, sep + 1))
-      local reply = {kept[1], since(kept[1])}
-      for _, result in ipairs(kept[2]) do reply[#reply + 1] = result end
-      return reply
-    elseif done > token then
-      return redis.error_reply('STALE a copy of an append its writer has since gone past: not run')
+  local sep = last and string.find(last, '|', 1, true)
+  local done = sep and tonumber(string.sub(last, 1, sep - 1))  -- (nil: not a call's record)
+  if done == token then
+    local ok, kept = pcall(cjson.decode, string.sub(last, sep + 1))
+    if not ok or type(kept) ~= 'table' or type(kept[1]) ~= 'string' or type(kept[2]) ~= 'table' then
+      return redis.error_reply('ERR this append ran already and its results are unreadable')
     end
+    local reply = {kept[1], since(kept[1])}
+    for _, result in ipairs(kept[2]) do reply[#reply + 1] = result end
+    return reply
+  elseif done and done > token then
+    return redis.error_reply('STALE a copy of an append its writer has since gone past: not run')
   end
 end
 

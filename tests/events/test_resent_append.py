@@ -137,3 +137,27 @@ def test_a_submission_across_a_stalled_server_is_one_task(
     assert ids, "the submission did not return"
     assert _submitted(store) == ["before", *ids[0]]
     client.close()
+
+
+@pytest.mark.parametrize("foreign", [b"", b"no bar", b"x|[]", b"\xff\xfe|{"])
+def test_foreign_bytes_in_a_writers_record_do_not_stop_its_appends(
+    redis_client: redis.Redis, foreign: bytes
+) -> None:
+    store = EventStore(redis_client, "resent-foreign")
+    keys = store._call_keys()
+    redis_client.set(keys[-1], foreign)
+    store.append(t.TaskSubmitted(at=NOW, task_id="a", spec=t.TaskDefinition(runtime="noop")))
+    assert _submitted(store) == ["a"]
+
+
+def test_a_copy_whose_results_are_unreadable_is_an_error_not_a_second_append(
+    redis_client: redis.Redis,
+) -> None:
+    store = EventStore(redis_client, "resent-unreadable")
+    store.append(t.TaskSubmitted(at=NOW, task_id="a", spec=t.TaskDefinition(runtime="noop")))
+    keys = store._call_keys()
+    redis_client.set(keys[-1], b"1|not json")  # token 1: the call above, its record garbled
+    args = ["", 1000, 1, "", "", "", "", 1, "e", b"\x80", 1]
+    with pytest.raises(redis.ResponseError, match="ran already"):
+        store._append(keys=keys, args=args)
+    assert _submitted(store) == ["a"]
