@@ -60,7 +60,14 @@ from forge.runtimes.outcome import (
     secret_env_names,
 )
 from forge.runtimes.shim_launch import find_shim, launch
-from forge.runtimes.tree import CpuProbe, kill_remnants, signal_tree, tree_usage, verified
+from forge.runtimes.tree import (
+    CpuProbe,
+    continue_stopped,
+    kill_remnants,
+    signal_tree,
+    tree_usage,
+    verified,
+)
 
 __all__ = [
     "LineHandler",
@@ -280,7 +287,8 @@ class ProcessRun:
             if shim is not None:
                 with contextlib.suppress(psutil.Error):
                     shim.send_signal(signal.SIGTERM)  # forwarded to the command's group
-            self._signal_tree(signal.SIGCONT)  # a paused command must run to see it
+            if shim is not None:
+                continue_stopped(shim)  # a paused command must run to see it
 
     # internals
 

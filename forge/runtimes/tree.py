@@ -77,6 +77,16 @@ def signal_tree(shim: psutil.Process, signum: int) -> None:
             os.killpg(group, signum)
 
 
+def continue_stopped(shim: psutil.Process) -> None:
+    """SIGCONT the processes under the shim that are stopped (a paused command, so that it sees
+    a signal sent to it), and no other: a running container engine's client forwards every
+    signal it gets to its container, and one forwarded as the container ends fails loudly."""
+    for proc in descendants(shim):
+        with contextlib.suppress(psutil.Error):
+            if proc.status() == psutil.STATUS_STOPPED:
+                proc.send_signal(signal.SIGCONT)
+
+
 def tree_usage(shim: psutil.Process) -> ResourceUsage:
     """Memory, CPU time (reaped children's included) and process count under the shim."""
     rss, cpu, count = 0, 0.0, 0

@@ -178,6 +178,22 @@ def test_time_spent_paused_does_not_count_towards_the_timeout(
     assert status.ended_at - status.started_at >= 1.0 + (resumed_at - paused_at) - 0.1
 
 
+def test_terminate_continues_only_what_is_stopped(harness: Harness, sink: Collector) -> None:
+    """A running command gets SIGTERM and no SIGCONT (a container engine's client forwards each
+    signal it gets to its container, and one forwarded as the container ends fails loudly)."""
+    script = 'trap "echo got CONT" CONT; trap "echo got TERM" TERM; echo pid=$$; '
+    spec = harness.spec("sh", "-c", script + "while :; do sleep 0.05; done")
+    handle = harness.run(spec, sink)
+    _pid_from(sink)
+    handle.terminate(grace=1.0)
+    outcome = handle.wait(WAIT)
+
+    assert outcome is not None
+    assert outcome.signal == signal.SIGKILL  # its trap let it live through the grace
+    assert "got TERM" in sink.lines()
+    assert "got CONT" not in sink.lines()
+
+
 def test_terminate_reaches_a_paused_attempt(harness: Harness, sink: Collector) -> None:
     handle = harness.run(harness.spec(*PRINT_PID_THEN_SLEEP), sink)
     agent = _pid_from(sink)
