@@ -14,8 +14,10 @@ own, holding only `lo`; with "api" that namespace is made before bubblewrap runs
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -108,4 +110,30 @@ def sandbox_argv(
         args.append("--unshare-net")
     if hosts is not None:
         args += ["--ro-bind", hosts, "/etc/hosts"]
-    return [*args, "--chdir", cwd, "--", *argv]
+    # bubblewrap dies of a SIGTERM (it forwards none) and takes the sandbox with it: a cancel
+    # (the shim's SIGTERM to the command's group, bubblewrap included) could kill the command
+    # before its own handler ran. So bubblewrap ignores SIGTERM, and the command gets it back
+    # with its default handling (coreutils' env; SIGKILL still ends everything)
+    env = _signal_env()
+    if env is None:
+        return [*args, "--chdir", cwd, "--", *argv]
+    inner = [env, "--default-signal=TERM", *argv]
+    return [env, "--ignore-signal=TERM", *args, "--chdir", cwd, "--", *inner]
+
+
+@functools.cache
+def _signal_env() -> str | None:
+    """coreutils' `env`, if it can set a signal's handling (9.0+: --ignore-signal)."""
+    env = shutil.which("env")
+    if env is None:
+        return None
+    try:
+        done = subprocess.run(
+            [env, "--ignore-signal=TERM", "--default-signal=TERM", "true"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return env if done.returncode == 0 else None
