@@ -23,14 +23,17 @@ import psutil
 __all__ = ["MemoryKeeper", "fix_mmap_threshold", "trim"]
 
 
-def _libc_trim() -> Callable[[int], int] | None:
+def _glibc(name: str) -> Callable[..., int] | None:
+    """A function of glibc's allocator (None elsewhere: musl, macOS have nothing to ask)."""
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to ask
+        function: Callable[..., int] = getattr(ctypes.CDLL("libc.so.6"), name)
+    except (OSError, AttributeError):
         return None
+    return function
 
 
-_MALLOC_TRIM = _libc_trim()
+_MALLOC_TRIM = _glibc("malloc_trim")
+_MALLOPT = _glibc("mallopt")
 _M_MMAP_THRESHOLD = -3  # mallopt(3)
 MMAP_THRESHOLD = 128 * 1024
 
@@ -42,11 +45,9 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     to 32 MiB, after which a daemon's large transient blocks (a snapshot's body, a page of
     replies) come from the heap and leave it fragmented: after a 200,000-task run the heap held
     60 MiB free that `malloc_trim` could not give back; with the threshold fixed, 3 MiB."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
+    if _MALLOPT is None:
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+    return bool(_MALLOPT(_M_MMAP_THRESHOLD, threshold))
 
 
 def trim() -> int:

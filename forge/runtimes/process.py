@@ -287,7 +287,6 @@ class ProcessRun:
             if shim is not None:
                 with contextlib.suppress(psutil.Error):
                     shim.send_signal(signal.SIGTERM)  # forwarded to the command's group
-            if shim is not None:
                 continue_stopped(shim)  # a paused command must run to see it
 
     # internals
