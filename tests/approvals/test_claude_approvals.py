@@ -164,7 +164,8 @@ def test_an_approved_command_runs_and_the_agent_finishes(setup: Setup) -> None:
         assert (request.task_id, request.attempt, request.tool) == ("a1", 1, "Bash")
         assert request.summary == COMMAND
         assert request.expires_at == pytest.approx(request.at + 60.0)
-        waiting = fleet.state().tasks["a1"]
+        # the request was appended by the approval server: the fleet learns it from its tail
+        waiting = wait_for(fleet, lambda s: bool(s.tasks["a1"].pending_approvals)).tasks["a1"]
         assert (waiting.state, waiting.pending_approvals) == ("running", (request.approval_id,))
         assert not (setup.work / "approved.txt").exists()  # the agent waits
 
