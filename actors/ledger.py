@@ -26,7 +26,7 @@ from actors.clock import Clock
 from events import types as t
 from events.errors import TaskConflict
 from events.projection import apply
-from events.state import FleetState
+from events.state import FleetState, TaskState
 from events.store import Appended, EventStore, Records
 
 __all__ = ["Conditional", "Ledger", "Unconditional"]
@@ -65,7 +65,7 @@ class Ledger:
         *,
         react: Callable[[t.Event], None],
         checkpoint: Callable[[FleetState], None] | None = None,
-        applied: Callable[[str, str, t.Event], None] | None = None,
+        applied: Callable[[str, str, t.Event, TaskState | None, bool], None] | None = None,
         snapshot_every: int = 1000,
         log: Any = None,
         appending: threading.RLock | None = None,
@@ -76,7 +76,9 @@ class Ledger:
         self.react = react
         self.live = False  # false while replaying history: what others asked is not re-acted
         self._checkpoint = checkpoint
-        self._applied = applied  # told (id before, id, event) of each entry applied
+        # told (id before, id, event, the task it ended: final state or None, whether its task
+        # was and stays ended) of each entry applied
+        self._applied = applied
         self._snapshot_every = snapshot_every
         self._snapshot_at = state.event_count
         # held while an append (or a catch-up) is under way: the tail reader waits for it, so
@@ -188,10 +190,14 @@ class Ledger:
 
     def _apply_entry(self, entry_id: str, event: t.Event) -> None:
         before = self.state.position
+        task_id = getattr(event, "task_id", None)
+        task = self.state.tasks.get(task_id) if isinstance(task_id, str) else None
         apply(self.state, event)
         self.state.position = entry_id
         if self._applied is not None:
-            self._applied(before, entry_id, event)
+            hot = isinstance(task_id, str) and task_id in self.state.tasks
+            ended = None if hot or task is None else task
+            self._applied(before, entry_id, event, ended, not hot and task is None)
         if self.live:
             self.react(event)
 

@@ -100,7 +100,7 @@ class Orchestrator(pykka.ThreadingActor):
         clock: Clock,
         *,
         checkpoint: Callable[[FleetState], None] | None = None,
-        applied: Callable[[str, str, t.Event], None] | None = None,
+        applied: Callable[[str, str, t.Event, TaskState | None, bool], None] | None = None,
         workspaces: Workspaces | None = None,
         stopped: threading.Event | None = None,
         finished: threading.Event | None = None,

@@ -11,7 +11,9 @@ shows of them comes from here. Two derived, rebuildable structures per namespace
 `TaskIndex.update()` covers the log from the last position it recorded up to the end, and
 every reader runs it before reading (so nothing appended since is missed). The daemon's runs on
 a thread of its own (`TaskIndexer`), fed the entries the orchestrator applies, so that it need
-not read them again, and it folds a finished task's summary from the events it kept of it.
+not read them again, each with the task it ended (its final state, as the orchestrator evicted
+it: that is the summary, equal to what the task's events make); a summary not fed is folded
+from the events it kept of the task, or else from its events read back.
 Updating is idempotent; `rebuild()` starts over from the whole log (`forge events verify
 --repair`).
 """
@@ -44,7 +46,10 @@ _MOST_OPEN = 10_000  # open tasks whose events the indexer keeps at most (the re
 _TASKS_PER_CALL = 200  # tasks whose entries one script call reads (~1 ms of the server's time)
 _ENTRIES_PER_CALL = 500  # entries one script call indexes (~1 ms too)
 
-Fed = tuple[str, str, t.Event]  # (the id before, the entry's id, its event)
+# (the id before, the entry's id, its event, the task it ended: its final state, or None,
+# cold: its task was and stays out of the hot state: a finished task's event, a merge or usage
+# come late, which its summary folds and the orchestrator's state does not hold)
+Fed = tuple[str, str, t.Event, TaskState | None, bool]
 _ENCODER = msgspec.msgpack.Encoder()
 _TASK_DECODER = msgspec.msgpack.Decoder(TaskState)
 
@@ -83,6 +88,8 @@ class TaskIndex:
         # the events of the open tasks whose submission this indexer read (O(live work)),
         # valid while the position is where this indexer left it
         self._open: dict[str, list[t.Event]] = {}
+        self._final: dict[str, TaskState] = {}  # tasks a fed entry ended, not summarised yet
+        self._cold: set[str] = set()  # ... and tasks a fed entry touched while they were ended
         self._deferred: dict[str, None] = {}  # ended by the index, not yet by what we kept
         self._seen_to = ""
 
@@ -97,44 +104,63 @@ class TaskIndex:
 
         `fed` holds entries the caller has read and decoded already (the daemon's orchestrator
         applies every entry), each with the id of the one before it, in log order: those that
-        follow on from the position are indexed as they are; a gap before one is filled from
-        the log, as is whatever lies beyond the last."""
+        follow on from the position are indexed as they are, and a gap before one is filled
+        from the log. What lies beyond the last is left for the next update: the orchestrator
+        feeds it once it has applied it, with the tasks it ended (read now, their final states
+        would be missed). Without `fed`, the log is indexed to its end."""
         done = 0
         position = self.position()
         if position != self._seen_to:
             self._open.clear()  # another indexer moved the position: what we hold may have gaps
             self._deferred.clear()
-        waiting = len(fed) if fed else 0  # what came in meanwhile waits for the next update
+            self._final.clear()
+            self._cold.clear()
+        waiting = len(fed) if fed is not None else 0  # (what comes in meanwhile: next update)
         while True:
-            run: list[tuple[str, t.Event | None]] = []
+            run: list[tuple[str, t.Event | None, TaskState | None, bool]] = []
             while fed and waiting and len(run) < _PAGE:
-                before, entry_id, event = fed[0]
+                before, entry_id, event, ended, cold = fed[0]
                 if _order(entry_id) > _order(position):
                     if before != position:
                         break  # a gap before it: the log fills it (below)
-                    run.append((entry_id, event))
+                    run.append((entry_id, event, ended, cold))
                     position = entry_id
                 fed.popleft()  # (else indexed already)
                 waiting -= 1
             if run:
-                done += self._index(run, last=False)
+                done += self._index(run, last=False, fed=True)
                 continue
+            if fed is not None and not waiting:
+                return done
             start = "-" if position == "0-0" else "(" + position
+            gap = fed is not None  # (and waiting: the entries up to the next one's `before`)
+            end = fed[0][0] if fed is not None else "+"
             with redis_errors("read log"):
-                page: Any = self.client.xrange(self.keys.log, start, "+", count=_PAGE)
+                page: Any = self.client.xrange(self.keys.log, start, end, count=_PAGE)
+            if not page and gap:
+                fed, waiting = None, 0  # its `before` is not in the log: index to the end
+                continue
             if not page:
                 if self._deferred:  # the end of the log: what they make is their summary
                     self._summarise(list(self._deferred), last=True)
                     self._deferred.clear()
                 return done
-            done += self._index([(i.decode(), _decoded(f)) for i, f in page], len(page) < _PAGE)
+            read = [(i.decode(), _decoded(f), None, False) for i, f in page]
+            done += self._index(read, last=not gap and len(page) < _PAGE)
             position = page[-1][0].decode()
             if len(page) < _PAGE and not waiting:
                 return done
 
-    def _index(self, run: Sequence[tuple[str, t.Event | None]], last: bool) -> int:
-        """Index `run`, the entries that follow the position (None: undecodable), and move the
-        position past them; `last`: the log holds nothing beyond them (as far as we know).
+    def _index(
+        self,
+        run: Sequence[tuple[str, t.Event | None, TaskState | None, bool]],
+        last: bool,
+        fed: bool = False,
+    ) -> int:
+        """Index `run`, the entries that follow the position (None: undecodable) with the task
+        each ended (if known) and whether its task was cold (see `Fed`), and move the position
+        past them; `last`: the log holds nothing beyond them (as far as we know); `fed`: they
+        come from the daemon's orchestrator, whose evictions tell when each task ends.
 
         A script call per few hundred entries adds them to their tasks' sets and reads the
         touched tasks' index values (packing a command per entry cost the daemon's interpreter
@@ -146,8 +172,8 @@ class TaskIndex:
                 time.sleep(0)  # let the daemon's other threads have the interpreter
             touched: dict[str, None] = {}
             pairs: list[str] = []  # entry id, task id, ...
-            for entry_id, event in run[start : start + _ENTRIES_PER_CALL]:
-                task_id = self._follow(event)
+            for entry_id, event, ended, cold in run[start : start + _ENTRIES_PER_CALL]:
+                task_id = self._follow(event, ended, cold, keep=not fed)
                 if task_id is not None:
                     pairs += (entry_id, task_id)
                     touched[task_id] = None
@@ -157,19 +183,38 @@ class TaskIndex:
                     reply: Any = self._index_entries(keys=keys, args=pairs)
                 values.update(zip(touched, reply, strict=True))
         position = run[-1][0]
-        self._summarise(list(values), last, list(values.values()), position)
+        self._summarise(list(values), last, list(values.values()), position, fed)
         self._seen_to = position
         return len(run)
 
-    def _follow(self, event: t.Event | None) -> str | None:
-        """The task an entry belongs to (None: none, or undecodable); its events are kept while
-        the task is open and this indexer has seen all of them (from its submission), so that
-        its summary is folded without reading its events back."""
+    def _follow(
+        self,
+        event: t.Event | None,
+        ended: TaskState | None = None,
+        cold: bool = False,
+        keep: bool = True,
+    ) -> str | None:
+        """The task an entry belongs to (None: none, or undecodable); its final state is kept
+        if the entry ended it (`ended`), it is noted if `cold` (its summary is its events'), else
+        its events are kept while the task is open and
+        this indexer has seen all of them (from its submission, if it was to `keep` them: not
+        for fed entries, whose tasks' final states are fed), so that its summary is folded
+        without reading its events back."""
         task_id = getattr(event, "task_id", None)
         if event is None or not isinstance(task_id, str):
             return None
+        if ended is not None:
+            self._final[task_id] = ended
+            self._cold.discard(task_id)
+            self._open.pop(task_id, None)
+            return task_id
+        self._final.pop(task_id, None)  # (an event since it ended)
+        if cold:
+            self._cold.add(task_id)
+        else:
+            self._cold.discard(task_id)
         if isinstance(event, t.TaskSubmitted):
-            if len(self._open) < _MOST_OPEN:
+            if keep and len(self._open) < _MOST_OPEN:
                 self._open[task_id] = [event]
             else:  # a backlog this long is summarised by reading its events back
                 self._open.pop(task_id, None)
@@ -183,12 +228,15 @@ class TaskIndex:
         last: bool,
         values: Sequence[bytes | None] | None = None,
         position: str | None = None,
+        fed: bool = False,
     ) -> None:
         """Refresh the summaries of the finished ones among `task_ids` (the derived append index
         knows each task's state: `values`, if the caller has them): from the events kept since
         their submission, or else by reading them back. One whose kept events do not end it yet
         ends in a later page (read next); on the `last` page what they make is its summary, as
-        a read-back's is. `position`: the index's position to record with them."""
+        a read-back's is. `position`: the index's position to record with them. A task that
+        a `fed` run touches and does not end, and that the index ends, ends further on: it is
+        summarised when its final state is fed."""
         raw: Any = values
         if raw is None:
             with redis_errors("read index"):
@@ -200,11 +248,25 @@ class TaskIndex:
         ]
         ended_set = set(ended)
         gone = [tid for tid in task_ids if tid not in ended_set]
+        for tid in gone:  # (reopened since, as the index has it)
+            self._final.pop(tid, None)
+            self._cold.discard(tid)
         summaries: dict[str, TaskState | None] = {}
         for n, tid in enumerate(ended):
             if n % 32 == 31:
                 time.sleep(0)  # let the daemon's other threads have the interpreter
-            if tid in self._open:
+            final = self._final.pop(tid, None)
+            if final is not None:
+                self._deferred.pop(tid, None)
+                self._open.pop(tid, None)
+                summaries[tid] = final
+            elif tid in self._cold:
+                self._cold.discard(tid)
+                self._deferred.pop(tid, None)  # (its events are read back, below)
+            elif fed and not last:
+                self._deferred[tid] = None  # it ends further on: summarised when fed there
+                summaries[tid] = None  # (not read back now)
+            elif tid in self._open:
                 task = fold_task(tid, self._open[tid])
                 if not last and (task is None or task.state not in EVICTED_STATES):
                     self._deferred[tid] = None  # it ends further on: summarised when read there
@@ -217,7 +279,7 @@ class TaskIndex:
             summaries[tid] = fold_task(tid, (e.event for e in entries))
         with redis_errors("update task summaries"):
             pipe = self.client.pipeline(transaction=False)
-            encoded = {t: _ENCODER.encode(s) for t, s in summaries.items() if s is not None}
+            encoded = {t: _summary(s) for t, s in summaries.items() if s is not None}
             if encoded:
                 pipe.hset(self.keys.finished_summaries, mapping=encoded)  # type: ignore[arg-type]
             if gone:
@@ -359,11 +421,14 @@ class TaskIndexer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def feed(self, before: str, entry_id: str, event: t.Event) -> None:
-        """An entry has been applied (the one before it was `before`): index it from here."""
+    def feed(
+        self, before: str, entry_id: str, event: t.Event, ended: TaskState | None, cold: bool
+    ) -> None:
+        """An entry has been applied (the one before it was `before`; `ended`: the task it
+        ended, in its final state; `cold`: its task was and stays ended): index it from here."""
         waiting = len(self._fed)
         if waiting < _MOST_FED:  # (else dropped: the indexer fills the gap from the log)
-            self._fed.append((before, entry_id, event))
+            self._fed.append((before, entry_id, event, ended, cold))
         if waiting + 1 == _FEED_POKE:
             self.poke()
 
@@ -387,6 +452,13 @@ class TaskIndexer:
                 structlog.get_logger("events.task_index").warning(
                     "task index update failed", error=f"{type(e).__name__}: {e}"
                 )
+
+
+def _summary(task: TaskState) -> bytes:
+    """A finished task's summary, encoded. It has no place in the queue: its `queued_seq` (the
+    fleet's count of enqueues, where the orchestrator's final state has it, but a count of the
+    task's own in a fold of its events) is left at 0, so that both make the same summary."""
+    return _ENCODER.encode(msgspec.structs.replace(task, queued_seq=0))
 
 
 def _decoded(fields: dict[bytes, bytes]) -> t.Event | None:

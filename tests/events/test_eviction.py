@@ -11,7 +11,6 @@ import redis
 
 from events import (
     DaemonStarted,
-    Event,
     EventStore,
     SnapshotStore,
     TaskAssigned,
@@ -220,21 +219,27 @@ def test_entries_fed_by_the_daemon_are_indexed_and_a_gap_in_them_is_read_from_th
 ) -> None:
     """The daemon feeds its indexer each entry it applies, with the id before it; entries that
     follow on are indexed as fed, a gap (entries applied before the feeding began, or dropped)
-    is filled from the log, and what was indexed already is skipped: the result is a rebuild's."""
+    is filled from the log, and what was indexed already is skipped: the result is a rebuild's;
+    what lies beyond the last entry fed waits for the feed (or a reader, who indexes to the end)."""
     store.append_batch([submit("h"), submit("i")])
-    fed: deque[tuple[str, str, Event]] = deque()
+    fed: deque[task_index.Fed] = deque()
     before = "0-0"
     for entry in store.read_range():
-        fed.append((before, entry.id, entry.event))
+        fed.append((before, entry.id, entry.event, None, False))
         before = entry.id
     run_to_end(store, "h")
     run_to_end(store, "i")
     tail = store.read_range("(" + before)
-    fed.append((tail[-2].id, tail[-1].id, tail[-1].event))  # a gap before it; read past it
+    fed.append(
+        (tail[-2].id, tail[-1].id, tail[-1].event, None, False)
+    )  # a gap before it; read past it
     live = TaskIndex(store)
     assert live.update(fed) == store.length()
     assert not fed
     assert live.update(deque()) == 0
+    store.append(DaemonStarted(at=6.0, node_id="node-1", epoch=1, pid=7))
+    assert live.update(deque()) == 0  # not fed yet: left for the feed (or a reader)
+    assert live.update() == 1
     summaries = {x.task_id: msgspec.msgpack.encode(x) for x in live.finished()}
     ids = {task_id: live.entry_ids(task_id) for task_id in ("h", "i")}
     fresh = TaskIndex(store)
@@ -259,13 +264,13 @@ def test_each_entry_is_indexed_in_its_own_tasks_set_across_script_calls_and_page
     for tid in tasks[:3]:
         run_to_end(store, tid)
     entries = store.read_range()
-    feed: deque[tuple[str, str, Event]] = deque()
+    feed: deque[task_index.Fed] = deque()
     before = "0-0"
     for entry in entries if fed else ():
-        feed.append((before, entry.id, entry.event))
+        feed.append((before, entry.id, entry.event, None, False))
         before = entry.id
     live = TaskIndex(store)
-    assert live.update(feed) == len(entries)
+    assert live.update(feed if fed else None) == len(entries)
     assert live.position() == entries[-1].id
     for tid in tasks:
         mine = [e.id for e in entries if getattr(e.event, "task_id", None) == tid]
@@ -284,7 +289,7 @@ def test_a_task_the_index_ends_and_its_events_do_not_is_summarised_at_the_end_of
     (entry,) = store.read_range()
     store.client.hset(store.keys.index, "j", "completed|1|1")
     live = TaskIndex(store)
-    assert live.update(deque([("0-0", entry.id, entry.event)])) == 1
+    assert live.update(deque([("0-0", entry.id, entry.event, None, False)])) == 1
     summaries = [msgspec.msgpack.encode(x) for x in live.finished()]
     assert [(x.task_id, x.state) for x in live.finished()] == [("j", "queued")]
     fresh = TaskIndex(store)
@@ -302,5 +307,5 @@ def test_what_is_fed_to_an_indexer_that_cannot_keep_up_is_bounded(
     monkeypatch.setattr(indexer, "poke", lambda: None)  # it never runs
     event = submit("k")
     for i in range(task_index._MOST_FED + 100):
-        indexer.feed(f"{i}-0", f"{i + 1}-0", event)
+        indexer.feed(f"{i}-0", f"{i + 1}-0", event, None, False)
     assert len(indexer._fed) == task_index._MOST_FED
