@@ -1,8 +1,8 @@
 """How finished tasks leave the fleet state's hot part and come back (part of the pure fold).
 
-A task that reaches an `EVICTED_STATES` state leaves `FleetState.tasks` for the compact
-`FleetState.finished` map (its final "state|attempt|epoch", as the derived index has it), so
-the state, its snapshots and its digest grow with live work, not with history. Its events stay
+A task that reaches an `EVICTED_STATES` state leaves `FleetState.tasks` for the packed
+`FleetState.finished` map (`events.finished`: its final "state|attempt|epoch", as the derived
+index has it), so the state and its digest grow with live work, not with history. Its events stay
 in the log and the per-task index (`events.task_index`) rebuilds it on demand. A reopening event
 (`task.queued` by `forge task retry`, `task.continued`) carries the task's state as its own
 events made it, which brings it back.
@@ -10,7 +10,6 @@ events made it, which brings it back.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import msgspec
@@ -36,8 +35,7 @@ def evict(state: FleetState, task: TaskState) -> None:
     task_id = task.task_id
     del state.tasks[task_id]
     epoch = "" if task.epoch is None else task.epoch
-    # (interned: a few distinct values are shared by every finished task)
-    state.finished[task_id] = sys.intern(f"{task.state}|{task.attempt}|{epoch}")
+    state.finished[task_id] = f"{task.state}|{task.attempt}|{epoch}"
     state.finished_counts[task.state] = state.finished_counts.get(task.state, 0) + 1
     state.retry_requests.pop(task_id, None)
     if not state.dependants.get(task_id, True):

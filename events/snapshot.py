@@ -15,18 +15,20 @@ from typing import Any
 import msgspec
 import structlog
 
-from events.state import FleetState, paused_gc
+from events.state import FleetState, dec_hook, enc_hook, paused_gc, schema_hook
 from events.store import EventStore, redis_errors
 
 __all__ = ["SNAPSHOT_FORMAT", "SnapshotEnvelope", "SnapshotStore", "state_fingerprint"]
 
-SNAPSHOT_FORMAT = 2  # 2: finished tasks leave the hot state (events.projection_eviction)
+# 2: finished tasks leave the hot state (events.projection_eviction); 3: their map is packed
+# (events.finished)
+SNAPSHOT_FORMAT = 3
 log = structlog.get_logger("events.snapshot")
 
 
 def state_fingerprint() -> str:
     """A digest of the FleetState schema: any change to the projection's shape changes it."""
-    schema = msgspec.json.encode(msgspec.json.schema(FleetState))
+    schema = msgspec.json.encode(msgspec.json.schema(FleetState, schema_hook=schema_hook))
     return hashlib.sha256(schema).hexdigest()[:16]
 
 
@@ -61,8 +63,8 @@ class SnapshotStore:
             raise ValueError("keep at least one snapshot")
         self.store = store
         self.keep = keep
-        self._encoder = msgspec.msgpack.Encoder()
-        self._state_decoder = msgspec.msgpack.Decoder(FleetState)
+        self._encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
+        self._state_decoder = msgspec.msgpack.Decoder(FleetState, dec_hook=dec_hook)
         self._envelope_decoder = msgspec.msgpack.Decoder(SnapshotEnvelope)
 
     def positions(self) -> list[str]:

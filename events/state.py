@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from events.approvals import ApprovalRule, ApprovalState
+from events.finished import FinishedTasks
 from events.redact import redact_value
 from events.transitions import EVICTED_STATES, TERMINAL_STATES
 from events.types import TaskDefinition
@@ -27,10 +28,14 @@ __all__ = [
     "AttemptRecord",
     "BreakerState",
     "Denial",
+    "FinishedTasks",
     "FleetState",
     "NodeState",
     "TaskState",
+    "dec_hook",
+    "enc_hook",
     "paused_gc",
+    "schema_hook",
     "to_builtins",
 ]
 
@@ -164,7 +169,8 @@ class FleetState(msgspec.Struct, kw_only=True):
     """Everything the log says about the fleet, as of `position` (the last stream id applied)."""
 
     tasks: dict[str, TaskState] = {}  # the hot state: every task not in `finished`
-    finished: dict[str, str] = {}  # evicted task id -> "state|attempt|epoch" (as the index)
+    # evicted task id -> "state|attempt|epoch" (as the index), packed (events.finished)
+    finished: FinishedTasks = msgspec.field(default_factory=FinishedTasks)
     finished_counts: dict[str, int] = {}  # final state -> how many tasks in `finished`
     queues: dict[int, dict[str, None]] = msgspec.field(default_factory=_empty_queues)
     queue_seq: int = 0
@@ -247,7 +253,7 @@ class FleetState(msgspec.Struct, kw_only=True):
     def hot_digest(self) -> str:
         """A digest of everything but the finished-task map (equal for equal states, orderings
         included): O(live work), not O(history)."""
-        hot = msgspec.structs.replace(self, finished={})
+        hot = msgspec.structs.replace(self, finished=FinishedTasks())
         return hashlib.sha256(_ENCODER.encode(hot)).hexdigest()
 
     def counts(self) -> dict[str, int]:
@@ -258,13 +264,40 @@ class FleetState(msgspec.Struct, kw_only=True):
         return out
 
 
-_ENCODER = msgspec.msgpack.Encoder()
-_STATE_DECODER = msgspec.msgpack.Decoder(FleetState)
+def enc_hook(obj: Any) -> Any:
+    """How msgspec encodes what it cannot by itself: the packed finished-task map."""
+    if isinstance(obj, FinishedTasks):
+        return obj.packed()
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+def dec_hook(kind: type, obj: Any) -> Any:
+    """How msgspec decodes what it cannot by itself (see `enc_hook`)."""
+    if kind is FinishedTasks:
+        return FinishedTasks.unpack(obj)
+    raise NotImplementedError(f"cannot decode {kind.__name__}")
+
+
+def schema_hook(kind: type) -> dict[str, Any]:
+    """The JSON schema of what msgspec cannot describe by itself (see `enc_hook`)."""
+    if kind is FinishedTasks:
+        return {"title": "FinishedTasks", "type": "array", "description": "packed, 4096 buckets"}
+    raise NotImplementedError(f"no schema for {kind.__name__}")
+
+
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=enc_hook)
+_STATE_DECODER = msgspec.msgpack.Decoder(FleetState, dec_hook=dec_hook)
+
+
+def _builtin_hook(obj: Any) -> Any:
+    if isinstance(obj, FinishedTasks):
+        return dict(obj.items())  # (readable: `forge events replay --json`)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
 def to_builtins(obj: Any) -> Any:
     """JSON-ready builtins of any state or event, with secrets (e.g. in task env) redacted."""
-    return redact_value(msgspec.to_builtins(obj, str_keys=True))
+    return redact_value(msgspec.to_builtins(obj, str_keys=True, enc_hook=_builtin_hook))
 
 
 @contextlib.contextmanager

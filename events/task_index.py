@@ -34,7 +34,7 @@ from events import types as t
 from events.codec import decode_entry
 from events.errors import UndecodableEvent
 from events.projection import apply
-from events.state import EVICTED_STATES, FleetState, TaskState
+from events.state import EVICTED_STATES, FinishedTasks, FleetState, TaskState
 from events.store import EventStore, LogEntry, entry_fields, load_script, redis_errors
 
 __all__ = ["TaskIndex", "TaskIndexer", "fold_task", "manual_retry"]
@@ -348,7 +348,7 @@ class TaskIndex:
         an empty `finished` map: O(history), for tests and a batch's own tasks."""
         full = state.copy()
         full.tasks.update(self.tasks(list(state.finished)))
-        full.finished, full.finished_counts = {}, {}
+        full.finished, full.finished_counts = FinishedTasks(), {}
         return full
 
     def finished(self) -> list[TaskState]:
@@ -420,6 +420,7 @@ class TaskIndexer:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._busy = False  # an update is under way
 
     def feed(
         self, before: str, entry_id: str, event: t.Event, ended: TaskState | None, cold: bool
@@ -442,8 +443,23 @@ class TaskIndexer:
                 )
                 self._thread.start()
 
+    def flush(self, timeout: float) -> bool:
+        """Index what has been fed, and wait for it (at most `timeout` seconds): True if none
+        is left. What it holds are the last entries applied, and the final states of their
+        tasks, spread over the memory a drained backlog leaves: held, they keep it taken."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._busy and not self._wake.is_set():
+                if not self._fed:
+                    return True
+                self.poke()
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+
     def _run(self) -> None:
         while self._wake.wait(self.idle):
+            self._busy = True
             self._wake.clear()
             try:
                 self.index.update(self._fed)
@@ -452,6 +468,8 @@ class TaskIndexer:
                 structlog.get_logger("events.task_index").warning(
                     "task index update failed", error=f"{type(e).__name__}: {e}"
                 )
+            finally:
+                self._busy = False
 
 
 def _summary(task: TaskState) -> bytes:

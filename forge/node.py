@@ -31,7 +31,7 @@ from events.leases import NodeLeases
 from events.store import redis_errors
 from forge.daemon_process import PidRecord
 from forge.log import get_logger
-from forge.memory import MemoryKeeper
+from forge.memory import MemoryKeeper, trim
 
 __all__ = [
     "HEARTBEAT_INTERVAL",
@@ -118,7 +118,7 @@ class NodeKeeper(threading.Thread):
         self.lost = False  # a renewal found the lease gone: this fleet's epoch is over
         self.others: list[tuple[str, int]] = []  # the other running nodes, at the last look
         self._published = 0.0
-        self.memory = MemoryKeeper()
+        self.memory = MemoryKeeper(release=self._release)
         self.log: Any = get_logger("forge.daemon")
 
     def attach(self, fleet: Fleet, client: redis.Redis) -> None:
@@ -162,9 +162,16 @@ class NodeKeeper(threading.Thread):
             )
             pipe.execute()
         self._published = time.monotonic()
+        self.fleet.flush_index()  # (summaries of what ended since, even while nothing else comes)
         freed = self.memory.observe(live)  # (after the beat: it may take a few ms)
         if freed is not None:
             self.log.info("memory given back after a backlog", live_tasks=live, freed=freed)
+
+    def _release(self) -> int:
+        """Give a drained backlog's memory back: what the task indexer holds first (see
+        `Fleet.flush_index`), then `forge.memory.trim`."""
+        self.fleet.flush_index(timeout=1.0)
+        return trim()
 
     def renew(self) -> None:
         fleet = self.fleet

@@ -12,7 +12,7 @@ from actors.clock import SystemClock
 from actors.ledger import Conditional, Ledger
 from events import types as t
 from events.replay import replay
-from events.state import FleetState
+from events.state import FinishedTasks, FleetState
 from events.store import EventStore
 
 
@@ -119,7 +119,8 @@ def test_snapshots_come_every_f_tenths_events_while_f_tasks_are_finished(
     store = EventStore(redis_client, "ledger-snapshots-finished")
     taken: list[int] = []
     state = FleetState()
-    state.finished = {f"old{i}": "completed|1|1" for i in range(500)}  # a snapshot encodes them
+    old = {f"old{i}": "completed|1|1" for i in range(500)}
+    state.finished = FinishedTasks(old)  # a snapshot encodes them
     ledger = Ledger(
         store,
         state,

@@ -27,7 +27,8 @@ from events import (
     replay,
     task_index,
 )
-from events.state import FleetState
+from events.projection import apply
+from events.state import FinishedTasks, FleetState, enc_hook
 from events.task_index import TaskIndex, manual_retry
 
 
@@ -109,7 +110,7 @@ def test_snapshot_and_digest_hold_no_finished_task(store: EventStore) -> None:
     assert list(state.tasks) == ["live"]
     assert len(state.finished) == 30
     snapshots.save(state)
-    body = msgspec.msgpack.encode(state)
+    body = msgspec.msgpack.encode(state, enc_hook=enc_hook)
     assert b"agent-7x" not in body  # no finished task's attempts, results or definitions
     assert len(body) < 2_000
     tail_task = submit("late")
@@ -120,7 +121,7 @@ def test_snapshot_and_digest_hold_no_finished_task(store: EventStore) -> None:
     assert restarted.same_as(full)
     # the hot digest ignores the finished map, and only it
     other = FleetState()
-    other.finished = {"x": "completed|1|1"}
+    other.finished = FinishedTasks({"x": "completed|1|1"})
     assert other.hot_digest() == FleetState().hot_digest()
     assert full.hot_digest() == restarted.hot_digest()
     full.tasks["late"].definition = TaskDefinition(command=["false"])
@@ -309,3 +310,35 @@ def test_what_is_fed_to_an_indexer_that_cannot_keep_up_is_bounded(
     for i in range(task_index._MOST_FED + 100):
         indexer.feed(f"{i}-0", f"{i + 1}-0", event, None, False)
     assert len(indexer._fed) == task_index._MOST_FED
+
+
+def test_a_flush_indexes_what_was_fed_and_lets_it_go(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fed entries wait for a poke (a snapshot, or thousands more); `flush` has them indexed
+    now, and the indexer holds none of them after: the daemon flushes at each heartbeat and
+    before it gives a drained backlog's memory back."""
+    store.append(submit("q"))
+    run_to_end(store, "q")
+    indexer = task_index.TaskIndexer(TaskIndex(store))
+    before, state = "0-0", FleetState()
+    for entry in store.read_range():  # fed as the daemon's ledger feeds them
+        task = state.tasks.get(getattr(entry.event, "task_id", ""))
+        apply(state, entry.event)
+        ended = task if task is not None and task.task_id not in state.tasks else None
+        indexer.feed(before, entry.id, entry.event, ended, False)
+        before = entry.id
+    assert store.client.hlen(store.keys.finished_summaries) == 0  # not indexed yet
+    assert indexer.flush(timeout=10.0)
+    assert not indexer._fed
+    assert TaskIndex(store).position() == before
+    summaries = store.client.hgetall(store.keys.finished_summaries)
+    assert [k.decode() for k in summaries] == ["q"]
+
+    def unreachable(fed: object = None) -> int:
+        raise redis.ConnectionError("the server is gone")
+
+    monkeypatch.setattr(indexer.index, "update", unreachable)
+    indexer.feed(before, "9999999999999-0", submit("r"), None, False)
+    assert not indexer.flush(timeout=0.2)  # it fails, and holds the entry for the next time
+    assert len(indexer._fed) == 1
