@@ -32,7 +32,8 @@ from events.replay import ReplayReport, replay
 from events.snapshot import SnapshotStore
 from events.state import FleetState
 from events.store import EventStore
-from events.task_index import TaskIndex, TaskIndexer
+from events.task_index import TaskIndex
+from events.task_indexer import TaskIndexer
 
 __all__ = ["Fleet"]
 

@@ -10,24 +10,22 @@ shows of them comes from here. Two derived, rebuildable structures per namespace
 
 `TaskIndex.update()` covers the log from the last position it recorded up to the end, and
 every reader runs it before reading (so nothing appended since is missed). The daemon's runs on
-a thread of its own (`TaskIndexer`), fed the entries the orchestrator applies, so that it need
-not read them again, each with the task it ended (its final state, as the orchestrator evicted
-it: that is the summary, equal to what the task's events make); a summary not fed is folded
-from the events it kept of the task, or else from its events read back.
-Updating is idempotent; `rebuild()` starts over from the whole log (`forge events verify
+a thread of its own (`events.task_indexer.TaskIndexer`), fed the entries the orchestrator
+applies, so that it need not read them again, each with the task it ended (its final state, as
+the orchestrator evicted it: that is the summary, equal to what the task's events make); a
+summary not fed is folded from the events it kept of the task, or else from its events read
+back. Updating is idempotent; `rebuild()` starts over from the whole log (`forge events verify
 --repair`).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
-import structlog
 from redis.commands.core import Script
 
 from events import types as t
@@ -37,11 +35,9 @@ from events.projection import apply
 from events.state import EVICTED_STATES, FinishedTasks, FleetState, TaskState
 from events.store import EventStore, LogEntry, entry_fields, load_script, redis_errors
 
-__all__ = ["TaskIndex", "TaskIndexer", "fold_task", "manual_retry"]
+__all__ = ["Fed", "TaskIndex", "fold_task", "manual_retry"]
 
 _PAGE = 2000
-_MOST_FED = 12_000  # entries fed to the indexer and not yet indexed it holds at most
-_FEED_POKE = 5_000  # ... and how many wake it
 _MOST_OPEN = 10_000  # open tasks whose events the indexer keeps at most (the rest: read back)
 _TASKS_PER_CALL = 200  # tasks whose entries one script call reads (~1 ms of the server's time)
 _ENTRIES_PER_CALL = 500  # entries one script call indexes (~1 ms too)
@@ -196,10 +192,9 @@ class TaskIndex:
     ) -> str | None:
         """The task an entry belongs to (None: none, or undecodable); its final state is kept
         if the entry ended it (`ended`), it is noted if `cold` (its summary is its events'), else
-        its events are kept while the task is open and
-        this indexer has seen all of them (from its submission, if it was to `keep` them: not
-        for fed entries, whose tasks' final states are fed), so that its summary is folded
-        without reading its events back."""
+        its events are kept while the task is open and this indexer has seen all of them (from
+        its submission, if it was to `keep` them: not for fed entries, whose tasks' final states
+        are fed), so that its summary is folded without reading its events back."""
         task_id = getattr(event, "task_id", None)
         if event is None or not isinstance(task_id, str):
             return None
@@ -406,70 +401,6 @@ def manual_retry(store: EventStore, state: FleetState, task_id: str, at: float) 
         task = TaskIndex(store).task(task_id)
         restore = None if task is None else msgspec.to_builtins(task)
     return t.TaskQueued(at=at, task_id=task_id, reason="manual_retry", restore=restore)
-
-
-class TaskIndexer:
-    """Keeps a `TaskIndex` up to date on a thread of its own, so that indexing never holds up
-    the caller: the daemon feeds it every entry its orchestrator applies (`feed`, cheap) and
-    pokes it after each snapshot; it wakes by itself once enough entries are waiting."""
-
-    def __init__(self, index: TaskIndex, idle: float = 30.0) -> None:
-        self.index = index
-        self.idle = idle  # the thread ends after this long without a poke
-        self._fed: deque[Fed] = deque()
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._busy = False  # an update is under way
-
-    def feed(
-        self, before: str, entry_id: str, event: t.Event, ended: TaskState | None, cold: bool
-    ) -> None:
-        """An entry has been applied (the one before it was `before`; `ended`: the task it
-        ended, in its final state; `cold`: its task was and stays ended): index it from here."""
-        waiting = len(self._fed)
-        if waiting < _MOST_FED:  # (else dropped: the indexer fills the gap from the log)
-            self._fed.append((before, entry_id, event, ended, cold))
-        if waiting + 1 == _FEED_POKE:
-            self.poke()
-
-    def poke(self) -> None:
-        """Bring the index up to the end of the log soon."""
-        self._wake.set()
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="forge-task-index", daemon=True
-                )
-                self._thread.start()
-
-    def flush(self, timeout: float) -> bool:
-        """Index what has been fed, and wait for it (at most `timeout` seconds): True if none
-        is left. What it holds are the last entries applied, and the final states of their
-        tasks, spread over the memory a drained backlog leaves: held, they keep it taken."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self._busy and not self._wake.is_set():
-                if not self._fed:
-                    return True
-                self.poke()
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-
-    def _run(self) -> None:
-        while self._wake.wait(self.idle):
-            self._busy = True
-            self._wake.clear()
-            try:
-                self.index.update(self._fed)
-            except Exception as e:  # derived: the next poke or reader catches up (a client
-                # closed under it as its fleet stops is one such failure, and not an error)
-                structlog.get_logger("events.task_index").warning(
-                    "task index update failed", error=f"{type(e).__name__}: {e}"
-                )
-            finally:
-                self._busy = False
 
 
 def _summary(task: TaskState) -> bytes:

@@ -26,6 +26,7 @@ from events import (
     TaskUsage,
     replay,
     task_index,
+    task_indexer,
 )
 from events.projection import apply
 from events.state import FinishedTasks, FleetState, enc_hook
@@ -304,12 +305,12 @@ def test_what_is_fed_to_an_indexer_that_cannot_keep_up_is_bounded(
     """An indexer that is not indexing (the log stalled under it, or it fell behind) holds at
     most `_MOST_FED` fed entries; the rest are dropped, and the gap is read from the log once it
     can: nothing is lost, as the log has it all."""
-    indexer = task_index.TaskIndexer(TaskIndex(store))
+    indexer = task_indexer.TaskIndexer(TaskIndex(store))
     monkeypatch.setattr(indexer, "poke", lambda: None)  # it never runs
     event = submit("k")
-    for i in range(task_index._MOST_FED + 100):
+    for i in range(task_indexer._MOST_FED + 100):
         indexer.feed(f"{i}-0", f"{i + 1}-0", event, None, False)
-    assert len(indexer._fed) == task_index._MOST_FED
+    assert len(indexer._fed) == task_indexer._MOST_FED
 
 
 def test_a_flush_indexes_what_was_fed_and_lets_it_go(
@@ -320,7 +321,7 @@ def test_a_flush_indexes_what_was_fed_and_lets_it_go(
     before it gives a drained backlog's memory back."""
     store.append(submit("q"))
     run_to_end(store, "q")
-    indexer = task_index.TaskIndexer(TaskIndex(store))
+    indexer = task_indexer.TaskIndexer(TaskIndex(store))
     before, state = "0-0", FleetState()
     for entry in store.read_range():  # fed as the daemon's ledger feeds them
         task = state.tasks.get(getattr(entry.event, "task_id", ""))
