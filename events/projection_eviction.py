@@ -1,7 +1,7 @@
 """How finished tasks leave the fleet state's hot part and come back (part of the pure fold).
 
 A task that reaches an `EVICTED_STATES` state leaves `FleetState.tasks` for the packed
-`FleetState.finished` map (`events.finished`: its final "state|attempt|epoch", as the derived
+`FleetState.finished` map (`events.packed_map`: its final "state|attempt|epoch", as the derived
 index has it), so the state and its digest grow with live work, not with history. Its events stay
 in the log and the per-task index (`events.task_index`) rebuilds it on demand. A reopening event
 (`task.queued` by `forge task retry`, `task.continued`) carries the task's state as its own

@@ -20,8 +20,8 @@ from events.store import EventStore, redis_errors
 
 __all__ = ["SNAPSHOT_FORMAT", "SnapshotEnvelope", "SnapshotStore", "state_fingerprint"]
 
-# 2: finished tasks leave the hot state (events.projection_eviction); 3: their map is packed
-# (events.finished)
+# 2: finished tasks leave the hot state (events.projection_eviction); 3: their map and the
+# idempotency keys' are packed (events.packed_map)
 SNAPSHOT_FORMAT = 3
 log = structlog.get_logger("events.snapshot")
 

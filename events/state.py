@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from events.approvals import ApprovalRule, ApprovalState
-from events.finished import FinishedTasks
+from events.packed_map import PackedMap
 from events.redact import redact_value
 from events.transitions import EVICTED_STATES, TERMINAL_STATES
 from events.types import TaskDefinition
@@ -28,9 +28,9 @@ __all__ = [
     "AttemptRecord",
     "BreakerState",
     "Denial",
-    "FinishedTasks",
     "FleetState",
     "NodeState",
+    "PackedMap",
     "TaskState",
     "dec_hook",
     "enc_hook",
@@ -169,12 +169,12 @@ class FleetState(msgspec.Struct, kw_only=True):
     """Everything the log says about the fleet, as of `position` (the last stream id applied)."""
 
     tasks: dict[str, TaskState] = {}  # the hot state: every task not in `finished`
-    # evicted task id -> "state|attempt|epoch" (as the index), packed (events.finished)
-    finished: FinishedTasks = msgspec.field(default_factory=FinishedTasks)
+    # evicted task id -> "state|attempt|epoch" (as the index), packed (events.packed_map)
+    finished: PackedMap = msgspec.field(default_factory=PackedMap)
     finished_counts: dict[str, int] = {}  # final state -> how many tasks in `finished`
     queues: dict[int, dict[str, None]] = msgspec.field(default_factory=_empty_queues)
     queue_seq: int = 0
-    idempotency: dict[str, str] = {}  # idempotency key -> task id
+    idempotency: PackedMap = msgspec.field(default_factory=PackedMap)  # key -> task id
     dependants: dict[str, list[str]] = {}  # task id -> ids of tasks waiting on it
     agents: dict[str, AgentState] = {}
     breakers: dict[str, BreakerState] = {}
@@ -253,7 +253,7 @@ class FleetState(msgspec.Struct, kw_only=True):
     def hot_digest(self) -> str:
         """A digest of everything but the finished-task map (equal for equal states, orderings
         included): O(live work), not O(history)."""
-        hot = msgspec.structs.replace(self, finished=FinishedTasks())
+        hot = msgspec.structs.replace(self, finished=PackedMap())
         return hashlib.sha256(_ENCODER.encode(hot)).hexdigest()
 
     def counts(self) -> dict[str, int]:
@@ -265,23 +265,23 @@ class FleetState(msgspec.Struct, kw_only=True):
 
 
 def enc_hook(obj: Any) -> Any:
-    """How msgspec encodes what it cannot by itself: the packed finished-task map."""
-    if isinstance(obj, FinishedTasks):
+    """How msgspec encodes what it cannot by itself: the packed maps."""
+    if isinstance(obj, PackedMap):
         return obj.packed()
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
 def dec_hook(kind: type, obj: Any) -> Any:
     """How msgspec decodes what it cannot by itself (see `enc_hook`)."""
-    if kind is FinishedTasks:
-        return FinishedTasks.unpack(obj)
+    if kind is PackedMap:
+        return PackedMap.unpack(obj)
     raise NotImplementedError(f"cannot decode {kind.__name__}")
 
 
 def schema_hook(kind: type) -> dict[str, Any]:
     """The JSON schema of what msgspec cannot describe by itself (see `enc_hook`)."""
-    if kind is FinishedTasks:
-        return {"title": "FinishedTasks", "type": "array", "description": "packed, 4096 buckets"}
+    if kind is PackedMap:
+        return {"title": "PackedMap", "type": "array", "description": "packed, 4096 buckets"}
     raise NotImplementedError(f"no schema for {kind.__name__}")
 
 
@@ -290,7 +290,7 @@ _STATE_DECODER = msgspec.msgpack.Decoder(FleetState, dec_hook=dec_hook)
 
 
 def _builtin_hook(obj: Any) -> Any:
-    if isinstance(obj, FinishedTasks):
+    if isinstance(obj, PackedMap):
         return dict(obj.items())  # (readable: `forge events replay --json`)
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 

@@ -265,7 +265,8 @@ class EventStore:
             if index:
                 pipe.hset(self.keys.index, mapping=index)  # type: ignore[arg-type]
             if state.idempotency:
-                pipe.hset(self.keys.idempotency, mapping=state.idempotency)  # type: ignore[arg-type]
+                keys = dict(state.idempotency.items())
+                pipe.hset(self.keys.idempotency, mapping=keys)  # type: ignore[arg-type]
             pipe.execute()
         return len(index)
 

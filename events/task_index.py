@@ -32,7 +32,7 @@ from events import types as t
 from events.codec import decode_entry
 from events.errors import UndecodableEvent
 from events.projection import apply
-from events.state import EVICTED_STATES, FinishedTasks, FleetState, TaskState
+from events.state import EVICTED_STATES, FleetState, PackedMap, TaskState
 from events.store import EventStore, LogEntry, entry_fields, load_script, redis_errors
 
 __all__ = ["Fed", "TaskIndex", "fold_task", "manual_retry"]
@@ -343,7 +343,7 @@ class TaskIndex:
         an empty `finished` map: O(history), for tests and a batch's own tasks."""
         full = state.copy()
         full.tasks.update(self.tasks(list(state.finished)))
-        full.finished, full.finished_counts = FinishedTasks(), {}
+        full.finished, full.finished_counts = PackedMap(), {}
         return full
 
     def finished(self) -> list[TaskState]:

@@ -12,7 +12,7 @@ from actors.clock import SystemClock
 from actors.ledger import Conditional, Ledger
 from events import types as t
 from events.replay import replay
-from events.state import FinishedTasks, FleetState
+from events.state import FleetState, PackedMap
 from events.store import EventStore
 
 
@@ -120,7 +120,7 @@ def test_snapshots_come_every_f_tenths_events_while_f_tasks_are_finished(
     taken: list[int] = []
     state = FleetState()
     old = {f"old{i}": "completed|1|1" for i in range(500)}
-    state.finished = FinishedTasks(old)  # a snapshot encodes them
+    state.finished = PackedMap(old)  # a snapshot encodes them
     ledger = Ledger(
         store,
         state,

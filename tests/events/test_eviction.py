@@ -29,7 +29,7 @@ from events import (
     task_indexer,
 )
 from events.projection import apply
-from events.state import FinishedTasks, FleetState, enc_hook
+from events.state import FleetState, PackedMap, enc_hook
 from events.task_index import TaskIndex, manual_retry
 
 
@@ -122,7 +122,7 @@ def test_snapshot_and_digest_hold_no_finished_task(store: EventStore) -> None:
     assert restarted.same_as(full)
     # the hot digest ignores the finished map, and only it
     other = FleetState()
-    other.finished = FinishedTasks({"x": "completed|1|1"})
+    other.finished = PackedMap({"x": "completed|1|1"})
     assert other.hot_digest() == FleetState().hot_digest()
     assert full.hot_digest() == restarted.hot_digest()
     full.tasks["late"].definition = TaskDefinition(command=["false"])
