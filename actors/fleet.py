@@ -114,7 +114,7 @@ class Fleet:
         with self._appending:
             return state.position
 
-    def flush_index(self, timeout: float = 0.0) -> bool:
+    def flush_index(self, timeout: float) -> bool:
         """Have the task indexer index the entries the orchestrator has applied, waiting up to
         `timeout` seconds for it (`TaskIndexer.flush`); True if it holds none now."""
         return self._indexer.flush(timeout)

@@ -22,16 +22,19 @@ _FEED_POKE = 5_000  # ... and how many wake it
 class TaskIndexer:
     """Keeps a `TaskIndex` up to date on a thread of its own, so that indexing never holds up
     the caller: the daemon feeds it every entry its orchestrator applies (`feed`, cheap) and
-    pokes it after each snapshot and at each heartbeat; it wakes by itself once enough entries
-    are waiting."""
+    pokes it after each snapshot; it wakes by itself once enough entries are waiting, and
+    indexes what it was fed at most `settle` seconds after (else the last entries of a burst
+    would wait for the next snapshot, their summaries unwritten, and they and the final states
+    they carry would keep a drained backlog's memory taken)."""
 
-    def __init__(self, index: TaskIndex, idle: float = 30.0) -> None:
+    def __init__(self, index: TaskIndex, idle: float = 30.0, settle: float = 2.0) -> None:
         self.index = index
-        self.idle = idle  # the thread ends after this long without a poke
+        self.idle = idle  # the thread ends after this long with nothing fed
+        self.settle = settle
         self._fed: deque[Fed] = deque()
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._running = False  # its thread runs (set and cleared under the lock)
         self._busy = False  # an update is under way
 
     def feed(
@@ -42,18 +45,16 @@ class TaskIndexer:
         waiting = len(self._fed)
         if waiting < _MOST_FED:  # (else dropped: the indexer fills the gap from the log)
             self._fed.append((before, entry_id, event, ended, cold))
-        if waiting + 1 == _FEED_POKE:
+        if waiting + 1 == _FEED_POKE or not self._running:
             self.poke()
 
     def poke(self) -> None:
-        """Bring the index up to the end of the log soon."""
+        """Index what has been fed, soon."""
         self._wake.set()
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="forge-task-index", daemon=True
-                )
-                self._thread.start()
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="forge-task-index", daemon=True).start()
 
     def flush(self, timeout: float) -> bool:
         """Index what has been fed, and wait for it (at most `timeout` seconds): True if none
@@ -70,7 +71,17 @@ class TaskIndexer:
             time.sleep(0.005)
 
     def _run(self) -> None:
-        while self._wake.wait(self.idle):
+        quiet = 0.0
+        while True:
+            if not self._wake.wait(self.settle) and not self._fed:
+                quiet += self.settle
+                if quiet >= self.idle:
+                    with self._lock:  # (a feed after this sees it stopped, and starts another)
+                        if not self._fed and not self._wake.is_set():
+                            self._running = False
+                            return
+                continue
+            quiet = 0.0
             self._busy = True
             self._wake.clear()
             try:

@@ -162,7 +162,6 @@ class NodeKeeper(threading.Thread):
             )
             pipe.execute()
         self._published = time.monotonic()
-        self.fleet.flush_index()  # (summaries of what ended since, even while nothing else comes)
         freed = self.memory.observe(live)  # (after the beat: it may take a few ms)
         if freed is not None:
             self.log.info("memory given back after a backlog", live_tasks=live, freed=freed)

@@ -50,11 +50,12 @@ def test_retry_of_an_evicted_task_and_a_dependency_on_one(harness: DaemonHarness
     assert h.forge("daemon", "stop").returncode == 0
 
 
-def test_an_idle_daemon_summarises_what_finished_at_its_heartbeat(harness: DaemonHarness) -> None:
-    """The daemon's task indexer is fed what the orchestrator applies and wakes at a snapshot
-    or thousands of entries: a few tasks and then nothing would leave their summaries (what
-    `forge task list` reads of finished tasks) unwritten, and the entries held. The heartbeat
-    has them indexed: the summaries are there without any reader having updated the index."""
+def test_an_idle_daemon_summarises_what_finished(harness: DaemonHarness) -> None:
+    """The daemon's task indexer is fed what the orchestrator applies and is woken by a
+    snapshot or thousands of entries: a few tasks and then nothing would leave their summaries
+    (what `forge task list` reads of finished tasks) unwritten, and the entries held. It
+    indexes them within seconds by itself: the summaries are there without any reader having
+    updated the index."""
     h = harness
     assert h.forge("daemon", "start").returncode == 0
     ids = [h.forge("task", "submit", "-c", f"echo {n}").stdout.strip() for n in range(3)]

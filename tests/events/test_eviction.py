@@ -3,6 +3,7 @@ them; snapshots and the hot digest do not grow with finished tasks."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import msgspec
@@ -313,22 +314,34 @@ def test_what_is_fed_to_an_indexer_that_cannot_keep_up_is_bounded(
     assert len(indexer._fed) == task_indexer._MOST_FED
 
 
-def test_a_flush_indexes_what_was_fed_and_lets_it_go(
-    store: EventStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Fed entries wait for a poke (a snapshot, or thousands more); `flush` has them indexed
-    now, and the indexer holds none of them after: the daemon flushes at each heartbeat and
-    before it gives a drained backlog's memory back."""
-    store.append(submit("q"))
-    run_to_end(store, "q")
-    indexer = task_indexer.TaskIndexer(TaskIndex(store))
+def _fed_as_the_ledger_feeds(store: EventStore) -> list[task_index.Fed]:
+    """The log's entries, each with the task it ended (its final state), as `Ledger` feeds."""
+    out: list[task_index.Fed] = []
     before, state = "0-0", FleetState()
-    for entry in store.read_range():  # fed as the daemon's ledger feeds them
+    for entry in store.read_range():
         task = state.tasks.get(getattr(entry.event, "task_id", ""))
         apply(state, entry.event)
         ended = task if task is not None and task.task_id not in state.tasks else None
-        indexer.feed(before, entry.id, entry.event, ended, False)
+        out.append((before, entry.id, entry.event, ended, False))
         before = entry.id
+    return out
+
+
+def test_a_flush_indexes_what_was_fed_and_lets_it_go(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fed entries wait for a poke (a snapshot, thousands more, or `settle` seconds); `flush`
+    has them indexed now, and the indexer holds none of them after: the daemon flushes before
+    it gives a drained backlog's memory back."""
+    store.append(submit("q"))
+    run_to_end(store, "q")
+    indexer = task_indexer.TaskIndexer(TaskIndex(store))
+    fed = _fed_as_the_ledger_feeds(store)
+    before = fed[-1][1]
+    with monkeypatch.context() as held:
+        held.setattr(indexer, "poke", lambda: None)
+        for entry in fed:
+            indexer.feed(*entry)
     assert store.client.hlen(store.keys.finished_summaries) == 0  # not indexed yet
     assert indexer.flush(timeout=10.0)
     assert not indexer._fed
@@ -343,3 +356,24 @@ def test_a_flush_indexes_what_was_fed_and_lets_it_go(
     indexer.feed(before, "9999999999999-0", submit("r"), None, False)
     assert not indexer.flush(timeout=0.2)  # it fails, and holds the entry for the next time
     assert len(indexer._fed) == 1
+
+
+def test_what_was_fed_is_indexed_within_settle_seconds_without_a_poke(store: EventStore) -> None:
+    """The last entries of a burst (fewer than wake the indexer, no snapshot after) are
+    indexed by the indexer's own timer: an idle daemon writes the summaries of what finished."""
+    store.append(submit("s"))
+    run_to_end(store, "s")
+    *first, last = _fed_as_the_ledger_feeds(store)
+    indexer = task_indexer.TaskIndexer(TaskIndex(store), settle=0.05)
+    for entry in first:  # (the first starts the indexer's thread)
+        indexer.feed(*entry)
+    deadline = time.monotonic() + 10
+    while indexer._fed or indexer._busy:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert store.client.hlen(store.keys.finished_summaries) == 0
+    indexer.feed(*last)  # the task's end: its thread runs, so nothing pokes it
+    while not store.client.hlen(store.keys.finished_summaries):
+        assert time.monotonic() < deadline, "not indexed without a poke"
+        time.sleep(0.01)
+    assert not indexer._fed
